@@ -1,0 +1,204 @@
+//! The embedded MQTT broker: rumqttd, configured from our own settings.
+//!
+//! rumqttd's `Broker::start()` blocks forever, has no shutdown and only logs a
+//! failed bind (see NOTES.md). So [`start`] checks the port itself first,
+//! runs the broker on its own thread (the process exit is its shutdown), and
+//! returns only once the listener accepts connections.
+//!
+//! The broker keeps its state in memory only; the orchestrator's job store is
+//! the truth, and workers re-publish their retained topics after reconnecting.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// What the orchestrator decides about its broker.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// Address the MQTT 3.1.1 listener binds.
+    pub listen: SocketAddr,
+    /// When set, every client must log in with these credentials.
+    pub credentials: Option<(String, String)>,
+    /// How many clients may be connected at once.
+    pub max_connections: usize,
+    /// Largest publish the broker accepts, in bytes. Larger ones close the
+    /// publisher's connection.
+    pub max_payload_bytes: usize,
+}
+
+impl BrokerSettings {
+    /// Defaults sized for a household: hundreds of workers, small payloads.
+    pub fn new(listen: SocketAddr) -> BrokerSettings {
+        BrokerSettings {
+            listen,
+            credentials: None,
+            max_connections: 1024,
+            max_payload_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot listen for MQTT on {addr}: {reason}. Is another broker (mosquitto?) already running there? Stop it, pick another broker.listen, or set broker.embedded = false and broker.url to use it")]
+    PortUnavailable { addr: SocketAddr, reason: String },
+    #[error("the embedded broker did not start listening on {0} within 10 s")]
+    NotReady(SocketAddr),
+    #[error("the embedded broker could not start: {0}")]
+    Start(String),
+}
+
+/// A running embedded broker. Dropping it does not stop the broker: rumqttd
+/// cannot be stopped, so it lives as long as the process.
+#[derive(Debug)]
+pub struct RunningBroker {
+    /// Where clients of this process should connect (loopback when the
+    /// listener binds every interface).
+    pub connect_addr: SocketAddr,
+}
+
+/// Builds the rumqttd configuration from our settings.
+pub fn rumqttd_config(settings: &BrokerSettings) -> Config {
+    let connections = ConnectionSettings {
+        // Time a new socket has to send CONNECT.
+        connection_timeout_ms: 5_000,
+        max_payload_size: settings.max_payload_bytes,
+        // Also the cap on retained messages sent to a new QoS 1
+        // subscription; we subscribe to wildcards at QoS 0 (NOTES.md).
+        max_inflight_count: 100,
+        auth: settings
+            .credentials
+            .as_ref()
+            .map(|(user, pass)| HashMap::from([(user.clone(), pass.clone())])),
+        external_auth: None,
+        // Without it, a publish to a topic nobody subscribes to yet (a
+        // worker's heartbeat before the orchestrator is up) disconnects
+        // the publisher.
+        dynamic_filters: true,
+    };
+    let server = ServerSettings {
+        name: "mqtt-v4".to_string(),
+        listen: settings.listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    };
+    Config {
+        id: 0,
+        router: RouterConfig {
+            // 0 would refuse everyone.
+            max_connections: settings.max_connections.max(1),
+            max_outgoing_packet_count: 200,
+            max_segment_size: (settings.max_payload_bytes * 4).max(1024 * 1024),
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Default::default()
+    }
+}
+
+/// Starts the broker and waits until it accepts connections.
+pub fn start(settings: &BrokerSettings) -> Result<RunningBroker, BrokerError> {
+    // rumqttd only logs a failed bind, so find out ourselves. std sets
+    // SO_REUSEADDR like tokio does, so a port in TIME_WAIT after a crash
+    // does not count as taken.
+    TcpListener::bind(settings.listen)
+        .map(drop)
+        .map_err(|e| BrokerError::PortUnavailable {
+            addr: settings.listen,
+            reason: e.to_string(),
+        })?;
+
+    let mut broker = Broker::new(rumqttd_config(settings));
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "the embedded MQTT broker stopped");
+            }
+        })
+        .map_err(|e| BrokerError::Start(e.to_string()))?;
+
+    let connect_addr = loopback_for(settings.listen);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if TcpStream::connect_timeout(&connect_addr, Duration::from_millis(200)).is_ok() {
+            tracing::info!(listen = %settings.listen, "embedded MQTT broker is accepting connections");
+            return Ok(RunningBroker { connect_addr });
+        }
+        if Instant::now() > deadline {
+            return Err(BrokerError::NotReady(settings.listen));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The address a local client uses to reach a listener: the listener's own
+/// address, or loopback when it binds every interface.
+pub fn loopback_for(listen: SocketAddr) -> SocketAddr {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        match addr {
+            SocketAddr::V4(_) => addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into()),
+            SocketAddr::V6(_) => addr.set_ip(std::net::Ipv6Addr::LOCALHOST.into()),
+        }
+    }
+    addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_a_usable_router_and_listener() {
+        let mut s = BrokerSettings::new("127.0.0.1:1999".parse().unwrap());
+        s.credentials = Some(("worker".into(), "secret".into()));
+        let c = rumqttd_config(&s);
+        assert!(c.router.max_connections > 0);
+        assert!(c.router.max_segment_size > s.max_payload_bytes);
+        let v4 = c.v4.unwrap();
+        let server = v4.values().next().unwrap();
+        assert_eq!(server.listen, s.listen);
+        assert!(server.connections.dynamic_filters);
+        assert_eq!(
+            server
+                .connections
+                .auth
+                .as_ref()
+                .unwrap()
+                .get("worker")
+                .map(String::as_str),
+            Some("secret")
+        );
+    }
+
+    #[test]
+    fn loopback_replaces_unspecified() {
+        let cases = [
+            ("0.0.0.0:1883", "127.0.0.1:1883"),
+            ("[::]:1883", "[::1]:1883"),
+            ("10.0.0.2:1883", "10.0.0.2:1883"),
+        ];
+        for (listen, want) in cases {
+            assert_eq!(loopback_for(listen.parse().unwrap()).to_string(), want);
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_refused_with_a_sentence() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let settings = BrokerSettings::new(taken.local_addr().unwrap());
+        // Without SO_REUSEPORT a second bind of a listening port fails.
+        let err = start(&settings).expect_err("port is taken");
+        let text = err.to_string();
+        assert!(text.contains("cannot listen for MQTT"), "{text}");
+        assert!(text.contains(&settings.listen.to_string()), "{text}");
+    }
+}

@@ -1,0 +1,172 @@
+//! One MQTT connection that keeps itself alive.
+//!
+//! rumqttc reconnects on the next `poll()` after an error, at once and
+//! forever, and neither re-subscribes nor re-publishes (NOTES.md). [`connect`]
+//! drives the event loop on its own task, waits with a growing, jittered
+//! delay between attempts, and reports every (re)connection so the owner can
+//! subscribe again and re-publish its retained state.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish};
+use tokio::sync::mpsc;
+
+use crate::mqtt_url::BrokerAddr;
+
+/// What happened on the connection.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// A CONNACK arrived. Without `session_present` the broker forgot our
+    /// subscriptions: subscribe again.
+    Connected { session_present: bool },
+    /// A message on one of our subscriptions.
+    Message(Publish),
+    /// The connection broke; a reconnect follows after a delay.
+    Lost(String),
+    /// Our own DISCONNECT went out; the driver has stopped.
+    Closed,
+}
+
+/// Delays between reconnection attempts: doubling from `initial` up to
+/// `max`, with up to 20 % jitter so a fleet does not reconnect in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(7)
+            | 1;
+        Backoff {
+            initial,
+            max,
+            current: initial,
+            seed,
+        }
+    }
+
+    /// The next delay to wait.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.current;
+        self.current = (self.current * 2).min(self.max);
+        // xorshift: enough randomness for jitter without a dependency.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = base.mul_f64((self.seed % 200) as f64 / 1000.0);
+        (base + jitter).min(self.max + self.max / 5)
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+/// Options shared by every client of ours.
+pub fn options(
+    client_id: &str,
+    addr: &BrokerAddr,
+    keepalive: Duration,
+    credentials: Option<(&str, &str)>,
+) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+    opts.set_keep_alive(keepalive.max(Duration::from_secs(1)));
+    // Incoming packets up to 4 MiB are read (and then refused by the
+    // decoder's own, smaller limit) so that one oversized retained message
+    // cannot put a client into a reconnect loop.
+    opts.set_max_packet_size(4 * 1024 * 1024, 256 * 1024);
+    if let Some((user, pass)) = credentials {
+        opts.set_credentials(user, pass);
+    }
+    opts
+}
+
+/// Creates the client and starts driving its event loop.
+pub fn connect(
+    opts: MqttOptions,
+    broker: String,
+) -> (AsyncClient, mpsc::UnboundedReceiver<SessionEvent>) {
+    let (client, eventloop) = AsyncClient::new(opts, 256);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(drive(eventloop, tx, broker));
+    (client, rx)
+}
+
+async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<SessionEvent>, broker: String) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    let mut failures: u32 = 0;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if failures > 0 {
+                    tracing::info!(%broker, "connected to the MQTT broker again");
+                } else {
+                    tracing::info!(%broker, "connected to the MQTT broker");
+                }
+                failures = 0;
+                backoff.reset();
+                let present = ack.session_present;
+                if tx
+                    .send(SessionEvent::Connected {
+                        session_present: present,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send(SessionEvent::Message(p)).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                let _ = tx.send(SessionEvent::Closed);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures += 1;
+                let reason = e.to_string();
+                if failures == 1 {
+                    tracing::warn!(%broker, error = %reason, "MQTT connection lost; reconnecting");
+                    if tx.send(SessionEvent::Lost(reason)).is_err() {
+                        return;
+                    }
+                } else if failures % 15 == 0 {
+                    tracing::warn!(%broker, error = %reason, attempts = failures, "still cannot reach the MQTT broker");
+                } else {
+                    tracing::debug!(%broker, error = %reason, "MQTT reconnect failed");
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        for (i, d) in delays.iter().enumerate() {
+            let base = Duration::from_millis(200 * (1 << i.min(4))).min(Duration::from_secs(2));
+            assert!(
+                *d >= base && *d <= base + base / 5,
+                "{i}: {d:?} vs {base:?}"
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() < Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,104 @@
+//! Broker addresses as people write them: `mqtt://host:port`, `tcp://host`,
+//! or just `host:port`.
+
+/// A broker address to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for BrokerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "mqtt://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses a broker URL; the port defaults to 1883.
+pub fn parse(url: &str) -> Result<BrokerAddr, String> {
+    let url = url.trim();
+    let rest = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "broker URL {url:?} uses {scheme}://; only mqtt:// (or tcp://) is supported"
+            ))
+        }
+        None => url,
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(format!("broker URL {url:?} names no host"));
+    }
+    if rest.contains(['/', '@', '?', '#']) {
+        return Err(format!(
+            "broker URL {url:?} must be mqtt://host:port; put credentials in broker.username and broker.password"
+        ));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("broker URL {url:?} has an unclosed '['"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("broker URL {url:?} is not host:port")),
+        };
+        (host.to_string(), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (rest.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("broker URL {url:?} names no host"));
+    }
+    let port = match port {
+        None => 1883,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(format!("broker URL {url:?} has an invalid port {p:?}")),
+        },
+    };
+    Ok(BrokerAddr { host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let cases: &[(&str, Option<(&str, u16)>)] = &[
+            ("mqtt://udoo:1883", Some(("udoo", 1883))),
+            ("mqtt://udoo", Some(("udoo", 1883))),
+            ("tcp://10.0.0.2:1884/", Some(("10.0.0.2", 1884))),
+            ("127.0.0.1:2000", Some(("127.0.0.1", 2000))),
+            ("mqtt://[::1]:1999", Some(("::1", 1999))),
+            ("[::1]", Some(("::1", 1883))),
+            ("", None),
+            ("mqtt://", None),
+            ("mqtts://udoo", None),
+            ("http://udoo", None),
+            ("mqtt://udoo:0", None),
+            ("mqtt://udoo:99999", None),
+            ("mqtt://udoo:abc", None),
+            ("mqtt://user:pw@udoo", None),
+            ("mqtt://:1883", None),
+            ("mqtt://[::1", None),
+        ];
+        for (url, want) in cases {
+            let got = parse(url);
+            assert_eq!(
+                got.as_ref().ok().map(|a| (a.host.as_str(), a.port)),
+                *want,
+                "{url:?}: {got:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! MQTT topic names under the configurable prefix (`transcode` by default).
+
+/// Builds and recognises every topic of the system for one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+/// What a topic we receive on is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic {
+    WorkerHeartbeat(String),
+    WorkerAvailability(String),
+    WorkerJobs(String),
+    WorkerCancel(String),
+    JobStatus(String),
+    JobsSubmit,
+    OrchestratorAvailability,
+}
+
+impl Topics {
+    /// A prefix is one or more topic levels without wildcards.
+    pub fn new(prefix: &str) -> Result<Topics, String> {
+        let prefix = prefix.trim();
+        if prefix.is_empty()
+            || prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.contains(['+', '#', '\0'])
+            || prefix.contains("//")
+        {
+            return Err(format!(
+                "topic prefix {prefix:?} must be one or more topic levels without '+', '#' or empty levels, e.g. \"transcode\""
+            ));
+        }
+        Ok(Topics {
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn worker_heartbeat(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/heartbeat", self.prefix)
+    }
+    pub fn worker_availability(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/availability", self.prefix)
+    }
+    pub fn worker_jobs(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/jobs", self.prefix)
+    }
+    pub fn worker_cancel(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/cancel", self.prefix)
+    }
+    pub fn job_status(&self, job_id: &str) -> String {
+        format!("{}/jobs/{job_id}/status", self.prefix)
+    }
+    pub fn jobs_submit(&self) -> String {
+        format!("{}/jobs/submit", self.prefix)
+    }
+    pub fn orchestrator_availability(&self) -> String {
+        format!("{}/orchestrator/availability", self.prefix)
+    }
+
+    /// Every worker's heartbeat.
+    pub fn all_heartbeats(&self) -> String {
+        self.worker_heartbeat("+")
+    }
+    /// Every worker's availability.
+    pub fn all_availability(&self) -> String {
+        self.worker_availability("+")
+    }
+    /// Every job's status.
+    pub fn all_job_status(&self) -> String {
+        self.job_status("+")
+    }
+
+    /// Recognises a topic of ours; `None` for anything else.
+    pub fn parse(&self, topic: &str) -> Option<Topic> {
+        let rest = topic.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["workers", id, kind] if !id.is_empty() => {
+                let id = id.to_string();
+                match *kind {
+                    "heartbeat" => Some(Topic::WorkerHeartbeat(id)),
+                    "availability" => Some(Topic::WorkerAvailability(id)),
+                    "jobs" => Some(Topic::WorkerJobs(id)),
+                    "cancel" => Some(Topic::WorkerCancel(id)),
+                    _ => None,
+                }
+            }
+            ["jobs", "submit"] => Some(Topic::JobsSubmit),
+            ["jobs", id, "status"] if !id.is_empty() => Some(Topic::JobStatus(id.to_string())),
+            ["orchestrator", "availability"] => Some(Topic::OrchestratorAvailability),
+            _ => None,
+        }
+    }
+}
+
+/// Payloads of the availability topics.
+pub const ONLINE: &str = "online";
+pub const OFFLINE: &str = "offline";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let cases = [
+            ("transcode", true),
+            ("home/transcode", true),
+            ("", false),
+            ("/transcode", false),
+            ("transcode/", false),
+            ("trans+code", false),
+            ("a//b", false),
+            ("#", false),
+        ];
+        for (p, ok) in cases {
+            assert_eq!(Topics::new(p).is_ok(), ok, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn builds_and_parses() {
+        let t = Topics::new("transcode").unwrap();
+        let cases = [
+            (
+                t.worker_heartbeat("w1"),
+                Some(Topic::WorkerHeartbeat("w1".into())),
+            ),
+            (
+                t.worker_availability("w1"),
+                Some(Topic::WorkerAvailability("w1".into())),
+            ),
+            (t.worker_jobs("w1"), Some(Topic::WorkerJobs("w1".into()))),
+            (
+                t.worker_cancel("w1"),
+                Some(Topic::WorkerCancel("w1".into())),
+            ),
+            (t.job_status("j"), Some(Topic::JobStatus("j".into()))),
+            (t.jobs_submit(), Some(Topic::JobsSubmit)),
+            (
+                t.orchestrator_availability(),
+                Some(Topic::OrchestratorAvailability),
+            ),
+            ("transcode/workers/w1/other".into(), None),
+            ("transcode/workers//heartbeat".into(), None),
+            ("transcode/workers/a/b/heartbeat".into(), None),
+            ("other/workers/w1/heartbeat".into(), None),
+            ("transcodex/workers/w1/heartbeat".into(), None),
+        ];
+        for (topic, want) in cases {
+            assert_eq!(t.parse(&topic), want, "{topic}");
+        }
+        assert_eq!(t.all_heartbeats(), "transcode/workers/+/heartbeat");
+    }
+}

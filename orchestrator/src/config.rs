@@ -1,0 +1,300 @@
+//! The orchestrator's settings (`config/orchestrator.toml` documents every key).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use transcode_common::config::{ConfigError, Validate};
+use transcode_common::mqtt_url::{self, BrokerAddr};
+use transcode_common::topics::Topics;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrchestratorConfig {
+    pub broker: BrokerConfig,
+    pub http: HttpConfig,
+    pub mqtt: MqttConfig,
+    pub scheduler: SchedulerConfig,
+    pub state: StateConfig,
+    pub homeassistant: HomeAssistantConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrokerConfig {
+    /// Run rumqttd inside the orchestrator; false: use `url`.
+    pub embedded: bool,
+    /// Where the embedded broker listens.
+    pub listen: String,
+    /// The external broker, when `embedded` is false.
+    pub url: String,
+    /// Credentials: required from every client by the embedded broker, and
+    /// used by the orchestrator's own connection.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Advertise the embedded broker over mDNS as `_mqtt._tcp`.
+    pub mdns: bool,
+    /// Clients the embedded broker accepts at once.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MqttConfig {
+    pub topic_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulerConfig {
+    /// A worker without a heartbeat for this long is offline (three of its
+    /// own intervals, when that is longer).
+    pub heartbeat_timeout_s: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StateConfig {
+    /// Where the job store lives.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HomeAssistantConfig {
+    pub enabled: bool,
+    pub discovery_prefix: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            embedded: true,
+            listen: "0.0.0.0:1883".into(),
+            url: String::new(),
+            username: None,
+            password: None,
+            mdns: true,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:8000".into(),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            topic_prefix: "transcode".into(),
+        }
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            heartbeat_timeout_s: 45,
+            max_attempts: 3,
+        }
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: "state".into(),
+        }
+    }
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            enabled: true,
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{value:?} is not an address like 0.0.0.0:1883"),
+        )
+    })
+}
+
+impl OrchestratorConfig {
+    pub fn broker_listen(&self) -> SocketAddr {
+        self.broker
+            .listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 1883)))
+    }
+
+    pub fn http_listen(&self) -> SocketAddr {
+        self.http
+            .listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8000)))
+    }
+
+    /// The external broker (checked by validate when not embedded).
+    pub fn broker_url(&self) -> Option<BrokerAddr> {
+        mqtt_url::parse(&self.broker.url).ok()
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.mqtt.topic_prefix)
+            .unwrap_or_else(|_| Topics::new("transcode").expect("the default prefix is valid"))
+    }
+
+    pub fn credentials(&self) -> Option<(String, String)> {
+        self.broker
+            .username
+            .clone()
+            .map(|u| (u, self.broker.password.clone().unwrap_or_default()))
+    }
+}
+
+impl Validate for OrchestratorConfig {
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        parse_addr("broker.listen", &self.broker.listen)?;
+        parse_addr("http.listen", &self.http.listen)?;
+        if !self.broker.embedded {
+            if self.broker.url.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "broker.url",
+                    "is required when broker.embedded = false (e.g. mqtt://homeassistant.local:1883)",
+                ));
+            }
+            mqtt_url::parse(&self.broker.url).map_err(|e| ConfigError::invalid("broker.url", e))?;
+        }
+        if self.broker.password.is_some() && self.broker.username.is_none() {
+            return Err(ConfigError::invalid(
+                "broker.password",
+                "a password needs broker.username too",
+            ));
+        }
+        if self
+            .broker
+            .username
+            .as_deref()
+            .is_some_and(|u| u.is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "broker.username",
+                "must not be empty when set",
+            ));
+        }
+        if self.broker.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "broker.max_connections",
+                "must be at least 1 (0 would refuse every client)",
+            ));
+        }
+        Topics::new(&self.mqtt.topic_prefix)
+            .map_err(|e| ConfigError::invalid("mqtt.topic_prefix", e))?;
+        if !(1..=86_400).contains(&self.scheduler.heartbeat_timeout_s) {
+            return Err(ConfigError::invalid(
+                "scheduler.heartbeat_timeout_s",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        if !(1..=100).contains(&self.scheduler.max_attempts) {
+            return Err(ConfigError::invalid(
+                "scheduler.max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.state.dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("state.dir", "must name a folder"));
+        }
+        Topics::new(&self.homeassistant.discovery_prefix)
+            .map_err(|e| ConfigError::invalid("homeassistant.discovery_prefix", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use transcode_common::config::load_with_env;
+
+    fn load(vars: &[(&str, &str)]) -> Result<OrchestratorConfig, ConfigError> {
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_with_env(None, Some(env))
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = load(&[]).unwrap();
+        assert!(c.broker.embedded);
+        assert_eq!(c.broker.listen, "0.0.0.0:1883");
+        assert_eq!(c.http.listen, "0.0.0.0:8000");
+        assert_eq!(c.scheduler.heartbeat_timeout_s, 45);
+        assert_eq!(c.scheduler.max_attempts, 3);
+        assert!(c.broker.mdns && c.homeassistant.enabled);
+        assert_eq!(c.homeassistant.discovery_prefix, "homeassistant");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("TRANSCODE_BROKER__LISTEN", "nowhere")], "broker.listen"),
+            (&[("TRANSCODE_HTTP__LISTEN", "8000")], "http.listen"),
+            (&[("TRANSCODE_BROKER__EMBEDDED", "false")], "broker.url"),
+            (
+                &[
+                    ("TRANSCODE_BROKER__EMBEDDED", "false"),
+                    ("TRANSCODE_BROKER__URL", "ftp://x"),
+                ],
+                "broker.url",
+            ),
+            (&[("TRANSCODE_BROKER__PASSWORD", "x")], "broker.password"),
+            (
+                &[("TRANSCODE_BROKER__MAX_CONNECTIONS", "0")],
+                "broker.max_connections",
+            ),
+            (
+                &[("TRANSCODE_SCHEDULER__HEARTBEAT_TIMEOUT_S", "0")],
+                "scheduler.heartbeat_timeout_s",
+            ),
+            (
+                &[("TRANSCODE_SCHEDULER__MAX_ATTEMPTS", "lots")],
+                "scheduler.max_attempts",
+            ),
+            (
+                &[("TRANSCODE_MQTT__TOPIC_PREFIX", "#")],
+                "mqtt.topic_prefix",
+            ),
+            (
+                &[("TRANSCODE_HOMEASSISTANT__DISCOVERY_PREFIX", "")],
+                "homeassistant.discovery_prefix",
+            ),
+            (&[("TRANSCODE_SCHEDULER__TYPO", "1")], "scheduler.typo"),
+        ];
+        for (vars, key) in cases {
+            let err = load(vars).expect_err(key);
+            assert!(err.to_string().contains(key), "{vars:?}: {err}");
+        }
+    }
+}

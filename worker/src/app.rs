@@ -1,0 +1,247 @@
+//! The worker process: probe, HTTP server, and the MQTT session that keeps
+//! its retained heartbeat and availability true.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rumqttc::{AsyncClient, LastWill, QoS};
+use tokio::sync::watch;
+use transcode_common::mqtt::{self, SessionEvent};
+use transcode_common::topics::{Topics, OFFLINE, ONLINE};
+use transcode_common::{mqtt_url, unix_ms, wire};
+
+use crate::config::WorkerConfig;
+use crate::heartbeat::{self, Activity, Identity};
+use crate::stats::Stats;
+use crate::{http, net, probe};
+
+/// How long shutdown waits for the broker to take our last words.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs the worker until `shutdown` resolves.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let worker_id = config.worker_id.clone();
+    let topics = config.topics();
+
+    let listen = config.http_listen();
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("worker {worker_id}: cannot listen for HTTP on {listen} (http.listen); is the port taken?")
+    })?;
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(listen.port());
+
+    if config.broker.url.trim().is_empty() {
+        bail!(
+            "worker {worker_id}: broker.url is empty; set it to the orchestrator's broker, e.g. TRANSCODE_BROKER__URL=mqtt://udoo:1883"
+        );
+    }
+    let broker = mqtt_url::parse(&config.broker.url)
+        .map_err(|e| anyhow::anyhow!("worker {worker_id}: broker.url: {e}"))?;
+
+    let report = probe::run(
+        &config.transcode.ffmpeg,
+        &config.hw_accel(),
+        Duration::from_secs(config.transcode.probe_timeout_s),
+    )
+    .await;
+    if let Some(e) = &report.ffmpeg_error {
+        tracing::error!(worker_id = %worker_id, error = %e, "hardware probe could not run FFmpeg; this worker will take no jobs");
+    }
+    tracing::info!(
+        worker_id = %worker_id,
+        hw_accel = ?report.hw_accel(),
+        encoders = ?report.encoders(),
+        took_ms = report.elapsed.as_millis() as u64,
+        "hardware probe finished"
+    );
+
+    let advertise_host = if config.http.advertise.trim().is_empty() {
+        net::lan_address().to_string()
+    } else {
+        config.http.advertise.trim().to_string()
+    };
+    let mut stats = Stats::new();
+    let identity = Identity {
+        worker_id: worker_id.clone(),
+        advertise_host: advertise_host.clone(),
+        port,
+        hostname: sysinfo::System::host_name().unwrap_or_else(|_| worker_id.clone()),
+        cpu_cores: stats.cpu_cores(),
+        max_jobs: config.transcode.max_jobs,
+        weight: config.transcode.weight,
+        interval_s: config.heartbeat.interval_s,
+        hw_accel: report.hw_accel(),
+        encoders: report.encoders(),
+    };
+
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        warp::serve(http::routes(worker_id.clone()))
+            .incoming(listener)
+            .graceful(async {
+                let _ = http_stopped.await;
+            })
+            .run(),
+    );
+    tracing::info!(
+        worker_id = %worker_id,
+        stream_base = %format!("http://{}:{port}/hls/", net::url_host(&advertise_host)),
+        "HTTP server listening on {}",
+        std::net::SocketAddr::new(listen.ip(), port)
+    );
+
+    let mut opts = mqtt::options(
+        &format!("worker-{worker_id}"),
+        &broker,
+        Duration::from_secs(config.broker.keepalive_s),
+        config
+            .broker
+            .username
+            .as_deref()
+            .map(|u| (u, config.broker.password.as_deref().unwrap_or(""))),
+    );
+    // A persistent session keeps job assignments queued while we reconnect,
+    // and (NOTES.md) keeps the last will armed across takeovers.
+    opts.set_clean_session(false);
+    opts.set_last_will(LastWill::new(
+        topics.worker_availability(&worker_id),
+        OFFLINE,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, mut events) = mqtt::connect(opts, broker.to_string());
+
+    let (activity_tx, mut activity_rx) = watch::channel(Activity::default());
+    let session = Session {
+        client: client.clone(),
+        topics: topics.clone(),
+        identity,
+    };
+    let mut connected = false;
+    let mut ticker = tokio::time::interval(Duration::from_secs(config.heartbeat.interval_s));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {
+                if connected {
+                    session.publish_heartbeat(&activity_rx.borrow(), &mut stats);
+                }
+            }
+            changed = activity_rx.changed() => {
+                if changed.is_ok() && connected {
+                    session.publish_heartbeat(&activity_rx.borrow_and_update(), &mut stats);
+                }
+            }
+            event = events.recv() => match event {
+                Some(SessionEvent::Connected { session_present }) => {
+                    connected = true;
+                    if !session_present {
+                        session.subscribe().await;
+                    }
+                    session.publish_online(&activity_rx.borrow(), &mut stats).await;
+                }
+                Some(SessionEvent::Message(p)) => {
+                    tracing::debug!(worker_id = %worker_id, topic = %p.topic, "message ignored: no job handling on this topic");
+                }
+                Some(SessionEvent::Lost(_)) => connected = false,
+                Some(SessionEvent::Closed) | None => {
+                    bail!("worker {worker_id}: the MQTT connection stopped unexpectedly");
+                }
+            },
+        }
+    }
+
+    tracing::info!(worker_id = %worker_id, "shutting down");
+    activity_tx.send_modify(|a| a.draining = true);
+    if connected {
+        session.publish_heartbeat(&activity_tx.borrow(), &mut stats);
+        session.say_goodbye().await;
+        let closed = async {
+            while let Some(event) = events.recv().await {
+                if matches!(event, SessionEvent::Closed) {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(GOODBYE_TIMEOUT, closed).await.is_err() {
+            tracing::warn!(worker_id = %worker_id, "the broker did not take our goodbye in time; its last will reports us offline");
+        }
+    }
+    let _ = http_stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+/// The worker's side of the MQTT conversation.
+struct Session {
+    client: AsyncClient,
+    topics: Topics,
+    identity: Identity,
+}
+
+impl Session {
+    async fn subscribe(&self) {
+        let id = &self.identity.worker_id;
+        for topic in [self.topics.worker_jobs(id), self.topics.worker_cancel(id)] {
+            if let Err(e) = self.client.subscribe(&topic, QoS::AtLeastOnce).await {
+                tracing::error!(worker_id = %id, %topic, error = %e, "cannot subscribe");
+            }
+        }
+    }
+
+    async fn publish_online(&self, activity: &Activity, stats: &mut Stats) {
+        let id = &self.identity.worker_id;
+        if let Err(e) = self
+            .client
+            .publish(
+                self.topics.worker_availability(id),
+                QoS::AtLeastOnce,
+                true,
+                ONLINE,
+            )
+            .await
+        {
+            tracing::error!(worker_id = %id, error = %e, "cannot publish availability");
+        }
+        self.publish_heartbeat(activity, stats);
+    }
+
+    /// Publishes the retained heartbeat; never waits (a full queue means the
+    /// broker is unreachable and the next heartbeat will say the same).
+    fn publish_heartbeat(&self, activity: &Activity, stats: &mut Stats) {
+        let hb = heartbeat::build(&self.identity, activity, &stats.sample(), unix_ms());
+        let id = &self.identity.worker_id;
+        if let Err(e) = self.client.try_publish(
+            self.topics.worker_heartbeat(id),
+            QoS::AtLeastOnce,
+            true,
+            wire::encode(&hb),
+        ) {
+            tracing::warn!(worker_id = %id, error = %e, "heartbeat not sent");
+        } else {
+            tracing::debug!(worker_id = %id, status = hb.status.as_str(), cpu = hb.cpu_usage, "heartbeat");
+        }
+    }
+
+    /// `offline` on our availability, then a clean DISCONNECT (which the
+    /// broker does not answer with our last will).
+    async fn say_goodbye(&self) {
+        let id = &self.identity.worker_id;
+        let _ = self
+            .client
+            .publish(
+                self.topics.worker_availability(id),
+                QoS::AtLeastOnce,
+                true,
+                OFFLINE,
+            )
+            .await;
+        let _ = self.client.disconnect().await;
+    }
+}
