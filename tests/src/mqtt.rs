@@ -1,0 +1,74 @@
+//! The real Mosquitto command-line clients, as a person watching the system
+//! would use them.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// One line of `mosquitto_sub -v`: topic and payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: String,
+}
+
+fn base(program: &str, port: u16) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `mosquitto_sub -v -t TOPIC... -C count -W timeout`: the messages that
+/// arrived, at most `count`.
+pub fn sub(port: u16, topics: &[&str], count: usize, timeout: Duration) -> Vec<Message> {
+    let mut cmd = base("mosquitto_sub", port);
+    for t in topics {
+        cmd.args(["-t", t]);
+    }
+    cmd.args([
+        "-v",
+        "-C",
+        &count.to_string(),
+        "-W",
+        &timeout.as_secs().max(1).to_string(),
+    ]);
+    let out = cmd.output().expect("mosquitto_sub runs");
+    parse_lines(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The retained message on `topic`, if any (`--retained-only`).
+pub fn retained(port: u16, topic: &str) -> Option<String> {
+    let mut cmd = base("mosquitto_sub", port);
+    cmd.args(["-t", topic, "-v", "-C", "1", "-W", "2", "--retained-only"]);
+    let out = cmd.output().expect("mosquitto_sub runs");
+    parse_lines(&String::from_utf8_lossy(&out.stdout))
+        .into_iter()
+        .next()
+        .map(|m| m.payload)
+}
+
+fn parse_lines(text: &str) -> Vec<Message> {
+    text.lines()
+        .filter_map(|l| {
+            let (topic, payload) = l.split_once(' ').unwrap_or((l, ""));
+            (!topic.is_empty()).then(|| Message {
+                topic: topic.to_string(),
+                payload: payload.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `mosquitto_pub -f FILE`: publishes any bytes, retained or not. Returns
+/// whether mosquitto_pub succeeded.
+pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) -> bool {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), payload).expect("payload written");
+    let mut cmd = base("mosquitto_pub", port);
+    cmd.args(["-t", topic, "-q", "1", "-f"]).arg(file.path());
+    if retain {
+        cmd.arg("-r");
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.status().map(|s| s.success()).unwrap_or(false)
+}
