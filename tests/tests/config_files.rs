@@ -1,0 +1,144 @@
+//! `config/orchestrator.toml` and `config/worker.toml` document every key of
+//! the settings with its built-in default: loading either file through the
+//! real loader gives exactly the defaults, and no key is missing from it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use transcode_common::config::{load_with_env, Validate};
+use transcode_orchestrator::config::OrchestratorConfig;
+use transcode_worker::config::WorkerConfig;
+
+fn config_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("config")
+        .join(name)
+}
+
+/// Dotted names of every leaf of a value tree, with the leaf's value.
+fn leaves(value: &Value) -> Vec<(String, Value)> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+        match v {
+            Value::Object(map) if !map.is_empty() || prefix.is_empty() => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => out.push((prefix.to_string(), v.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// `key` when `line` (comment marker already removed) reads `key = ...`.
+fn key_of(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    plain.then_some(key)
+}
+
+/// Dotted keys the file sets (`active`) and shows commented out (`# key =`),
+/// each under the `[section]` it appears in.
+fn keys_in_text(text: &str) -> (Vec<String>, Vec<String>) {
+    let mut section = String::new();
+    let mut active = Vec::new();
+    let mut commented = Vec::new();
+    let dotted = |section: &str, key: &str| {
+        if section.is_empty() {
+            key.to_string()
+        } else {
+            format!("{section}.{key}")
+        }
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_string();
+        } else if let Some(comment) = line.strip_prefix('#') {
+            if let Some(key) = key_of(comment.trim()) {
+                commented.push(dotted(&section, key));
+            }
+        } else if let Some(key) = key_of(line) {
+            active.push(dotted(&section, key));
+        }
+    }
+    (active, commented)
+}
+
+fn check_file<T>(name: &str)
+where
+    T: Serialize + DeserializeOwned + Default + Validate,
+{
+    let path = config_file(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+
+    // Loaded through the real loader, with an empty environment.
+    let loaded: T = load_with_env(Some(&path), Some(HashMap::new()))
+        .unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+    let mut defaults = T::default();
+    defaults
+        .validate()
+        .unwrap_or_else(|e| panic!("the built-in defaults behind {name} are invalid: {e}"));
+    let loaded = serde_json::to_value(&loaded).expect("settings serialize");
+    let defaults = serde_json::to_value(&defaults).expect("settings serialize");
+    assert_eq!(
+        loaded, defaults,
+        "{name} must set every key to its built-in default"
+    );
+
+    // Every key is shown: set when it has a value, commented out when its
+    // default is "unset" (TOML has no null).
+    let (active, commented) = keys_in_text(&text);
+    let raw_defaults = serde_json::to_value(T::default()).expect("settings serialize");
+    let keys = leaves(&raw_defaults);
+    assert!(!keys.is_empty(), "no keys found in the defaults of {name}");
+    for (key, value) in &keys {
+        if value.is_null() {
+            assert!(
+                commented.contains(key) || active.contains(key),
+                "{name} does not show `{key}` (unset by default: write it as `# {short} = ...` in its section)",
+                short = key.rsplit('.').next().unwrap_or(key)
+            );
+        } else {
+            assert!(
+                active.contains(key),
+                "{name} does not set `{key}` to its default {value} in its section"
+            );
+        }
+    }
+}
+
+#[test]
+fn orchestrator_toml_shows_every_default() {
+    check_file::<OrchestratorConfig>("orchestrator.toml");
+}
+
+#[test]
+fn worker_toml_shows_every_default() {
+    check_file::<WorkerConfig>("worker.toml");
+}
+
+#[test]
+fn the_key_scanner_sees_sections_and_comments() {
+    let (active, commented) = keys_in_text(
+        "# header: set TRANSCODE_X=1\nworker_id = \"\"\n[broker]\n# The broker.\nurl = \"\"\n# username = \"u\"\n[http]\nlisten = \"x\"\n",
+    );
+    assert_eq!(active, ["worker_id", "broker.url", "http.listen"]);
+    assert_eq!(commented, ["broker.username"]);
+}
