@@ -241,10 +241,48 @@ pub struct JobStatus {
     /// Why the job failed or was refused, as a sentence for a person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is, so the orchestrator knows whether a
+    /// retry elsewhere can help.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
+}
+
+impl JobStatus {
+    /// A status with only the job and its state set.
+    pub fn new(job_id: Uuid, state: JobState) -> JobStatus {
+        JobStatus {
+            job_id,
+            state,
+            progress: 0.0,
+            fps: 0.0,
+            stream_url: None,
+            worker_id: None,
+            speed: None,
+            eta_s: None,
+            error: None,
+            error_kind: None,
+            attempt: None,
+            timestamp: None,
+        }
+    }
+}
+
+/// Why a job failed, for routing decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request or the source is at fault (missing, unreadable, corrupt,
+    /// unsafe path): no other worker will do better; no retry.
+    Input,
+    /// The worker had no free slot and refused the job: send it elsewhere,
+    /// without counting an attempt.
+    Busy,
+    /// FFmpeg or the machine failed: another worker may succeed.
+    Worker,
 }
 
 /// A request for a new job, on `transcode/jobs/submit` or `POST /api/jobs`.

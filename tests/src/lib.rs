@@ -111,6 +111,8 @@ pub struct Proc {
     pub name: String,
     child: Child,
     log: PathBuf,
+    /// The child leads its own process group, killed whole on drop.
+    group: bool,
 }
 
 impl Proc {
@@ -123,6 +125,30 @@ impl Proc {
         args: &[&str],
         env: &[(String, String)],
         log_dir: &Path,
+    ) -> Proc {
+        Proc::start(name, program, args, env, log_dir, false)
+    }
+
+    /// Like [`Proc::spawn`], for a program that starts programs of its own
+    /// (a script): it leads a new process group, and the whole group is
+    /// killed on drop.
+    pub fn spawn_group(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> Proc {
+        Proc::start(name, program, args, env, log_dir, true)
+    }
+
+    fn start(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        log_dir: &Path,
+        group: bool,
     ) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new()
@@ -144,8 +170,11 @@ impl Proc {
         }
         // SAFETY: prctl is async-signal-safe; nothing else runs in the hook.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if group {
+                    libc::setpgid(0, 0);
+                }
                 Ok(())
             });
         }
@@ -156,6 +185,7 @@ impl Proc {
             name: name.to_string(),
             child,
             log,
+            group,
         }
     }
 
@@ -211,9 +241,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // A stopped process must be continued to die cleanly from SIGKILL's
-        // point of view of the test (it dies either way); SIGCONT is harmless.
         let _ = kill(self.pid(), Signal::SIGCONT);
+        if self.group {
+            let _ = kill(Pid::from_raw(-self.pid().as_raw()), Signal::SIGKILL);
+        }
         self.kill();
         if std::thread::panicking() {
             let log = self.log();
@@ -440,4 +471,180 @@ pub async fn simulated_worker(id: String, port: u16) {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// Makes a test video with FFmpeg's generators in well under a second per
+/// few seconds of output: `testsrc2` at `width`x`height`, 30 fps, with a
+/// sine tone when `audio`.
+pub fn make_media(path: &Path, width: u32, height: u32, seconds: u32, audio: bool) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("media folder");
+    }
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!(
+        "testsrc2=size={width}x{height}:rate=30:duration={seconds}"
+    ));
+    if audio {
+        cmd.args(["-f", "lavfi", "-i"])
+            .arg(format!(
+                "sine=frequency=1000:sample_rate=48000:duration={seconds}"
+            ))
+            .args(["-map", "0:v", "-map", "1:a", "-c:a", "aac", "-ac", "2"]);
+    }
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "35",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+    ])
+    .arg(path)
+    .stdin(Stdio::null());
+    let out = cmd.output().expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "making {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What ffprobe says about a file or URL: (codec_type, codec_name, width,
+/// height) per stream, and the duration.
+pub fn ffprobe(target: &str) -> (Vec<(String, String, u64, u64)>, f64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height:format=duration",
+            target,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let streams = v["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["codec_type"].as_str().unwrap_or_default().to_string(),
+                        s["codec_name"].as_str().unwrap_or_default().to_string(),
+                        s["width"].as_u64().unwrap_or(0),
+                        s["height"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    (streams, duration)
+}
+
+/// A raw HTTP/1.1 GET of exactly `path` (no client-side normalisation):
+/// status code, headers (lower-case names) and body.
+pub fn http_raw(port: u16, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body)
+}
+
+/// Pids of the live processes named `name` whose parent is `parent`.
+pub fn children_named(parent: Pid, name: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // pid (comm) state ppid ...
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                return false;
+            };
+            let comm = &stat[open + 1..close];
+            let mut rest = stat[close + 1..].split_whitespace();
+            let state = rest.next().unwrap_or("");
+            let ppid = rest.next().and_then(|p| p.parse::<i32>().ok());
+            comm == name && ppid == Some(parent.as_raw()) && state != "Z"
+        })
+        .collect()
+}
+
+/// Processes named `name` in any state (zombies included) whose parent is
+/// `parent`: a reaped child is not among them.
+pub fn any_children_named(parent: Pid, name: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let close = stat.rfind(')').unwrap_or(0);
+                let open = stat.find('(').unwrap_or(0);
+                let ppid = stat[close + 1..]
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse::<i32>().ok());
+                stat.get(open + 1..close) == Some(name) && ppid == Some(parent.as_raw())
+            })
+        })
+        .count()
 }

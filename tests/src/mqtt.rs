@@ -72,3 +72,29 @@ pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) -> bool {
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     cmd.status().map(|s| s.success()).unwrap_or(false)
 }
+
+/// A `mosquitto_sub -v` left running in the background, writing what it
+/// receives to a file; killed on drop.
+pub struct Watcher {
+    proc: crate::Proc,
+}
+
+impl Watcher {
+    pub fn start(port: u16, topic: &str, dir: &std::path::Path, name: &str) -> Watcher {
+        let program = std::path::PathBuf::from("mosquitto_sub");
+        let port = port.to_string();
+        let proc = crate::Proc::spawn(
+            name,
+            &program,
+            &["-h", "127.0.0.1", "-p", &port, "-t", topic, "-v"],
+            &[],
+            dir,
+        );
+        Watcher { proc }
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<Message> {
+        parse_lines(&self.proc.log())
+    }
+}

@@ -8,16 +8,19 @@ use anyhow::{bail, Context};
 use rumqttc::{AsyncClient, LastWill, QoS};
 use tokio::sync::watch;
 use transcode_common::mqtt::{self, SessionEvent};
-use transcode_common::topics::{Topics, OFFLINE, ONLINE};
+use transcode_common::topics::{Topic, Topics, OFFLINE, ONLINE};
 use transcode_common::{mqtt_url, unix_ms, wire};
 
 use crate::config::WorkerConfig;
 use crate::heartbeat::{self, Activity, Identity};
+use crate::jobs::{JobSettings, Jobs};
 use crate::stats::Stats;
 use crate::{http, net, probe};
 
 /// How long shutdown waits for the broker to take our last words.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long shutdown waits for running FFmpeg processes to stop.
+const JOBS_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the worker until `shutdown` resolves.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -79,12 +82,15 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
 
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        warp::serve(http::routes(worker_id.clone()))
-            .incoming(listener)
-            .graceful(async {
-                let _ = http_stopped.await;
-            })
-            .run(),
+        warp::serve(http::routes(
+            worker_id.clone(),
+            config.transcode.output_dir.clone(),
+        ))
+        .incoming(listener)
+        .graceful(async {
+            let _ = http_stopped.await;
+        })
+        .run(),
     );
     tracing::info!(
         worker_id = %worker_id,
@@ -115,6 +121,35 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
     let (client, mut events) = mqtt::connect(opts, broker.to_string());
 
     let (activity_tx, mut activity_rx) = watch::channel(Activity::default());
+    let stream_base = format!("http://{}:{port}/hls/", net::url_host(&advertise_host));
+    let jobs = Jobs::new(
+        JobSettings {
+            worker_id: worker_id.clone(),
+            media_root: config.media.root.clone(),
+            ffmpeg: config.transcode.ffmpeg.clone(),
+            ffprobe: config.transcode.ffprobe.clone(),
+            output_dir: config.transcode.output_dir.clone(),
+            max_jobs: config.transcode.max_jobs,
+            segment_seconds: config.transcode.segment_seconds,
+            keep_outputs: Duration::from_secs(config.transcode.keep_outputs_s),
+            probe_timeout: Duration::from_secs(config.transcode.probe_timeout_s),
+            stream_base,
+            encoders: report.encoders(),
+        },
+        topics.clone(),
+        client.clone(),
+        activity_tx.clone(),
+    );
+    match jobs.clean_stale_outputs() {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(worker_id = %worker_id, removed = n, "deleted outputs left by an earlier run")
+        }
+        Err(e) => bail!(
+            "worker {worker_id}: cannot use the output folder {}: {e} (transcode.output_dir)",
+            config.transcode.output_dir.display()
+        ),
+    }
     let session = Session {
         client: client.clone(),
         topics: topics.clone(),
@@ -146,9 +181,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                     }
                     session.publish_online(&activity_rx.borrow(), &mut stats).await;
                 }
-                Some(SessionEvent::Message(p)) => {
-                    tracing::debug!(worker_id = %worker_id, topic = %p.topic, "message ignored: no job handling on this topic");
-                }
+                Some(SessionEvent::Message(p)) => match topics.parse(&p.topic) {
+                    Some(Topic::WorkerJobs(id)) if id == worker_id => jobs.on_assignment(&p.payload).await,
+                    Some(Topic::WorkerCancel(id)) if id == worker_id => jobs.on_cancel(&p.payload).await,
+                    _ => tracing::debug!(worker_id = %worker_id, topic = %p.topic, "message on a topic we do not handle"),
+                },
                 Some(SessionEvent::Lost(_)) => connected = false,
                 Some(SessionEvent::Closed) | None => {
                     bail!("worker {worker_id}: the MQTT connection stopped unexpectedly");
@@ -159,6 +196,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
 
     tracing::info!(worker_id = %worker_id, "shutting down");
     activity_tx.send_modify(|a| a.draining = true);
+    jobs.shutdown(JOBS_STOP_TIMEOUT).await;
     if connected {
         session.publish_heartbeat(&activity_tx.borrow(), &mut stats);
         session.say_goodbye().await;

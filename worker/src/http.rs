@@ -1,19 +1,104 @@
-//! The worker's HTTP server (warp): health now, the HLS streams it serves.
+//! The worker's HTTP server (warp): the HLS streams of its jobs, and health.
+//!
+//! Only `GET /hls/{job_id}/index.m3u8` and `GET /hls/{job_id}/seg<N>.ts` are
+//! served, where `job_id` parses as a UUID and the file name matches exactly:
+//! no path a client sends, however encoded, can name anything else.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::json;
+use uuid::Uuid;
+use warp::http::{header, Response, StatusCode};
+use warp::hyper::body::Bytes;
 use warp::Filter;
 
-/// `GET /healthz`: the worker is up; says which worker answers.
+use crate::command::{self, PLAYLIST};
+
 pub fn routes(
     worker_id: String,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    output_dir: PathBuf,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+    let output_dir = Arc::new(output_dir);
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(move || warp::reply::json(&json!({"status": "ok", "worker_id": worker_id})));
-    health.recover(|_rejection: warp::Rejection| async {
-        Ok::<_, std::convert::Infallible>(warp::reply::with_status(
-            warp::reply::json(&json!({"error": "not found"})),
-            warp::http::StatusCode::NOT_FOUND,
-        ))
-    })
+    let hls = warp::path!("hls" / String / String)
+        .and(warp::get().or(warp::head()).unify())
+        .and(warp::any().map(move || output_dir.clone()))
+        .then(serve_hls);
+    let preflight = warp::path("hls").and(warp::options()).map(|| {
+        Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")
+            .header(header::ACCESS_CONTROL_ALLOW_HEADERS, "Range, Content-Type")
+            .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
+            .body(Bytes::new())
+            .unwrap_or_default()
+    });
+    health
+        .map(warp::Reply::into_response)
+        .or(hls)
+        .unify()
+        .or(preflight.map(warp::Reply::into_response))
+        .unify()
+        .recover(|_rejection: warp::Rejection| async { Ok::<_, Infallible>(not_found()) })
+}
+
+fn not_found() -> warp::reply::Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({"error": "not found"})),
+        StatusCode::NOT_FOUND,
+    )
+    .into_response_with_cors()
+}
+
+trait WithCors {
+    fn into_response_with_cors(self) -> warp::reply::Response;
+}
+
+impl<T: warp::Reply> WithCors for T {
+    fn into_response_with_cors(self) -> warp::reply::Response {
+        let mut r = self.into_response();
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::HeaderValue::from_static("*"),
+        );
+        r
+    }
+}
+
+async fn serve_hls(job: String, file: String, output_dir: Arc<PathBuf>) -> warp::reply::Response {
+    let Ok(job_id) = Uuid::try_parse(&job) else {
+        return not_found();
+    };
+    if !command::is_output_file(&file) {
+        return not_found();
+    }
+    // The folder name comes from the parsed UUID, the file name from the
+    // whitelist: nothing of the request's path reaches the file system.
+    let path = output_dir.join(job_id.to_string()).join(&file);
+    let body = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(_) => return not_found(),
+    };
+    let (content_type, cache) = if file == PLAYLIST {
+        // An event playlist grows while FFmpeg runs: never cache it.
+        (
+            "application/vnd.apple.mpegurl",
+            "no-cache, no-store, must-revalidate",
+        )
+    } else {
+        // A finished segment never changes.
+        ("video/mp2t", "public, max-age=3600")
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(Bytes::from(body).into())
+        .unwrap_or_else(|_| not_found())
 }

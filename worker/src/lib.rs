@@ -5,13 +5,23 @@
 //! - [`probe`]: which encoders really work here (one-frame test encodes).
 //! - [`stats`]: CPU and memory figures; [`net`]: the LAN address.
 //! - [`heartbeat`]: the retained self-description, built without IO.
-//! - [`http`]: the warp server.
+//! - [`media`]: a job's `source_path`, confined to the media root.
+//! - [`ffprobe`]: duration, size, rotation, frame rate and audio of a source.
+//! - [`command`]: the FFmpeg command line (pure, tested by table).
+//! - [`progress`]: FFmpeg's `-progress` blocks and failure lines (pure).
+//! - [`jobs`]: assignments in, FFmpeg supervised, statuses out, cancels.
+//! - [`http`]: the warp server with the HLS streams.
 //! - [`app`]: the process that ties them together ([`app::run`]).
 
 pub mod app;
+pub mod command;
 pub mod config;
+pub mod ffprobe;
 pub mod heartbeat;
 pub mod http;
+pub mod jobs;
+pub mod media;
 pub mod net;
 pub mod probe;
+pub mod progress;
 pub mod stats;

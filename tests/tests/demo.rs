@@ -1,0 +1,67 @@
+//! The README's run command, end to end: it starts the orchestrator and a
+//! worker, transcodes a generated sample and prints a stream URL that
+//! ffprobe can open while the job runs; SIGTERM stops everything.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use transcode_tests::{env, ffprobe, free_port, get_json, require_tools, wait_until, Proc};
+
+#[test]
+fn dev_run_prints_a_stream_url_that_plays() {
+    require_tools();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (broker, api, hls) = (free_port(), free_port(), free_port());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev");
+    let mut demo = Proc::spawn_group(
+        "dev-run",
+        Path::new("bash"),
+        &[&script.display().to_string(), "run"],
+        &[
+            env("DEMO_BIND", "127.0.0.1"),
+            env("DEMO_ADVERTISE", "127.0.0.1"),
+            env("DEMO_BROKER_PORT", broker.to_string()),
+            env("DEMO_API_PORT", api.to_string()),
+            env("DEMO_HLS_PORT", hls.to_string()),
+            env("DEMO_DIR", dir.path().display().to_string()),
+        ],
+        dir.path(),
+    );
+    let url = wait_until(Duration::from_secs(300), "the stream URL line", || {
+        assert!(demo.is_running(), "./dev run stopped:\n{}", demo.log());
+        demo.log()
+            .lines()
+            .find_map(|l| l.strip_prefix("Stream URL: ").map(str::to_string))
+    });
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{hls}/hls/")) && url.ends_with("/index.m3u8"),
+        "{url}"
+    );
+    let (streams, _) = ffprobe(&url);
+    assert!(
+        streams.contains(&("video".into(), "h264".into(), 1280, 720)),
+        "{streams:?}"
+    );
+    assert!(
+        streams.iter().any(|s| s.0 == "audio" && s.1 == "aac"),
+        "{streams:?}"
+    );
+    let workers = get_json(&format!("http://127.0.0.1:{api}/api/workers")).expect("API answers");
+    assert_eq!(workers[0]["worker_id"], "local-worker");
+
+    demo.signal(Signal::SIGTERM);
+    let status = demo
+        .wait_exit(Duration::from_secs(15))
+        .expect("./dev run stops on SIGTERM");
+    assert!(status.code().is_some(), "{status}");
+    wait_until(
+        Duration::from_secs(10),
+        "the orchestrator and worker to be gone",
+        || {
+            let api_gone = get_json(&format!("http://127.0.0.1:{api}/healthz")).is_none();
+            let hls_gone = std::net::TcpStream::connect(("127.0.0.1", hls)).is_err();
+            (api_gone && hls_gone).then_some(())
+        },
+    );
+}

@@ -1,0 +1,245 @@
+//! What a source holds, read with ffprobe before encoding: the duration
+//! gives progress its denominator, the video size and rotation give the
+//! output size, and the audio flag decides whether to encode audio.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::process::Command;
+
+/// The facts about a source that an encode needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceInfo {
+    /// Seconds; `None` for a stream without a known length.
+    pub duration: Option<f64>,
+    /// The picture size as displayed (rotation applied).
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second; 25 when the file does not say.
+    pub fps: f64,
+    pub has_audio: bool,
+    pub video_codec: String,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    streams: Vec<Stream>,
+    format: Option<Format>,
+}
+
+#[derive(Deserialize)]
+struct Stream {
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
+    duration: Option<String>,
+    #[serde(default)]
+    side_data_list: Vec<serde_json::Value>,
+    #[serde(default)]
+    tags: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    disposition: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Format {
+    duration: Option<String>,
+}
+
+/// `30000/1001` → 29.97; `0/0` and garbage → None.
+pub fn parse_rate(rate: &str) -> Option<f64> {
+    let (n, d) = rate.split_once('/').unwrap_or((rate, "1"));
+    let (n, d) = (n.trim().parse::<f64>().ok()?, d.trim().parse::<f64>().ok()?);
+    let r = n / d;
+    (r.is_finite() && r > 0.0 && r < 1000.0).then_some(r)
+}
+
+fn parse_seconds(s: Option<&str>) -> Option<f64> {
+    s?.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|d| d.is_finite() && *d > 0.0)
+}
+
+/// Rotation in degrees from the display matrix side data or the old
+/// `rotate` tag.
+fn rotation(stream: &Stream) -> i64 {
+    let from_side = stream
+        .side_data_list
+        .iter()
+        .find_map(|sd| sd.get("rotation").and_then(|r| r.as_f64()));
+    let from_tag = stream
+        .tags
+        .get("rotate")
+        .and_then(|r| r.as_str())
+        .and_then(|r| r.parse::<f64>().ok());
+    from_side.or(from_tag).unwrap_or(0.0).round() as i64
+}
+
+/// Reads ffprobe's `-print_format json -show_format -show_streams` output.
+pub fn parse(json: &str) -> Result<SourceInfo, String> {
+    let probe: Probe =
+        serde_json::from_str(json).map_err(|e| format!("ffprobe's answer is unreadable: {e}"))?;
+    let video = probe
+        .streams
+        .iter()
+        .find(|s| {
+            s.codec_type.as_deref() == Some("video")
+                && s.disposition.get("attached_pic").and_then(|v| v.as_i64()) != Some(1)
+        })
+        .ok_or_else(|| "it has no video stream".to_string())?;
+    let (w, h) = match (video.width, video.height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
+        _ => return Err("its video stream has no picture size".into()),
+    };
+    let (width, height) = if rotation(video).rem_euclid(180) == 90 {
+        (h, w)
+    } else {
+        (w, h)
+    };
+    let fps = video
+        .avg_frame_rate
+        .as_deref()
+        .and_then(parse_rate)
+        .or_else(|| video.r_frame_rate.as_deref().and_then(parse_rate))
+        .unwrap_or(25.0);
+    let duration = parse_seconds(probe.format.as_ref().and_then(|f| f.duration.as_deref()))
+        .or_else(|| parse_seconds(video.duration.as_deref()));
+    Ok(SourceInfo {
+        duration,
+        width,
+        height,
+        fps,
+        has_audio: probe
+            .streams
+            .iter()
+            .any(|s| s.codec_type.as_deref() == Some("audio")),
+        video_codec: video.codec_name.clone().unwrap_or_default(),
+    })
+}
+
+/// Runs ffprobe on `input` (a `file:` URL) with a timeout.
+pub async fn probe(ffprobe: &str, input: &str, timeout: Duration) -> Result<SourceInfo, String> {
+    let run = Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            input,
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "ffprobe could not be run ({e}); install FFmpeg or set transcode.ffprobe"
+            ))
+        }
+        Err(_) => return Err(format!("ffprobe did not answer within {timeout:?}")),
+    };
+    if !out.status.success() {
+        return Err(format!(
+            "it is not a media file FFmpeg can read ({})",
+            crate::probe::first_line(&out.stderr)
+        ));
+    }
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        let cases: &[(&str, Option<f64>)] = &[
+            ("30/1", Some(30.0)),
+            ("30000/1001", Some(29.97002997002997)),
+            ("25", Some(25.0)),
+            ("0/0", None),
+            ("1/0", None),
+            ("abc", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_rate(text), *want, "{text}");
+        }
+    }
+
+    fn probe_json(video: &str, audio: bool, format_duration: &str) -> String {
+        let audio = if audio {
+            r#",{"codec_type":"audio","codec_name":"aac"}"#
+        } else {
+            ""
+        };
+        format!(r#"{{"streams":[{video}{audio}],"format":{{"duration":{format_duration}}}}}"#)
+    }
+
+    #[test]
+    fn sources() {
+        let plain = r#"{"codec_type":"video","codec_name":"h264","width":1920,"height":1080,"avg_frame_rate":"30/1"}"#;
+        let rotated = r#"{"codec_type":"video","codec_name":"h264","width":1920,"height":1080,"avg_frame_rate":"30000/1001","side_data_list":[{"rotation":-90}]}"#;
+        let tagged = r#"{"codec_type":"video","codec_name":"h264","width":640,"height":480,"r_frame_rate":"25/1","avg_frame_rate":"0/0","tags":{"rotate":"270"}}"#;
+        let odd = r#"{"codec_type":"video","codec_name":"mpeg4","width":641,"height":361,"duration":"12.5"}"#;
+        let cover = r#"{"codec_type":"video","codec_name":"mjpeg","width":500,"height":500,"disposition":{"attached_pic":1}}"#;
+        type Want = Result<(u32, u32, f64, bool, Option<f64>), &'static str>;
+        let cases: Vec<(String, Want)> = vec![
+            (
+                probe_json(plain, true, "\"24.000\""),
+                Ok((1920, 1080, 30.0, true, Some(24.0))),
+            ),
+            (
+                probe_json(rotated, false, "\"10.0\""),
+                Ok((1080, 1920, 29.97002997002997, false, Some(10.0))),
+            ),
+            (
+                probe_json(tagged, true, "\"N/A\""),
+                Ok((480, 640, 25.0, true, None)),
+            ),
+            (
+                probe_json(odd, false, "null"),
+                Ok((641, 361, 25.0, false, Some(12.5))),
+            ),
+            (probe_json(cover, true, "\"3\""), Err("no video stream")),
+            (
+                r#"{"streams":[{"codec_type":"audio"}],"format":{}}"#.into(),
+                Err("no video stream"),
+            ),
+            (
+                r#"{"streams":[{"codec_type":"video"}]}"#.into(),
+                Err("no picture size"),
+            ),
+            ("not json".into(), Err("unreadable")),
+        ];
+        for (json, want) in cases {
+            let got = parse(&json);
+            match (&got, want) {
+                (Ok(info), Ok((w, h, fps, audio, duration))) => {
+                    assert_eq!(
+                        (
+                            info.width,
+                            info.height,
+                            info.fps,
+                            info.has_audio,
+                            info.duration
+                        ),
+                        (w, h, fps, audio, duration),
+                        "{json}"
+                    );
+                }
+                (Err(e), Err(needle)) => assert!(e.contains(needle), "{json}: {e}"),
+                _ => panic!("{json}: {got:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! Running jobs: take assignments from the job topic, run FFmpeg on each,
+//! publish its status, and stop it on request.
+//!
+//! Every assignment ends in exactly one final status (`completed`, `failed`
+//! or `cancelled`), or in a refusal (`failed` with `error_kind: busy`) when
+//! every slot is taken. The same (job_id, attempt) delivered twice starts
+//! one FFmpeg only.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot, watch};
+use transcode_common::topics::Topics;
+use transcode_common::unix_ms;
+use transcode_common::wire::{self, ErrorKind, JobAssignment, JobState, JobStatus};
+use uuid::Uuid;
+
+use crate::command::{self, EncodeSpec, PLAYLIST};
+use crate::heartbeat::Activity;
+use crate::progress::{self, ProgressParser};
+use crate::{ffprobe, media};
+
+/// How long FFmpeg has to stop after `q` before it is killed.
+const CANCEL_GRACE: Duration = Duration::from_millis(1500);
+/// Progress is published at most this often.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How many (job_id, attempt) pairs are remembered to drop redeliveries.
+const REMEMBERED: usize = 4096;
+/// Lines of FFmpeg's stderr kept to explain a failure.
+const STDERR_TAIL: usize = 30;
+
+/// What the job runner needs from the worker's configuration.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub worker_id: String,
+    pub media_root: PathBuf,
+    pub ffmpeg: String,
+    pub ffprobe: String,
+    pub output_dir: PathBuf,
+    pub max_jobs: u32,
+    pub segment_seconds: u32,
+    pub keep_outputs: Duration,
+    pub probe_timeout: Duration,
+    /// `http://host:port/hls/`: a job's stream is `{stream_base}{job_id}/index.m3u8`.
+    pub stream_base: String,
+    /// Encoders that passed the probe.
+    pub encoders: Vec<String>,
+}
+
+/// Why a running job is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// A person or the orchestrator cancelled it.
+    Cancelled,
+    /// The worker is shutting down.
+    Shutdown,
+    /// A newer attempt of the same job arrived here.
+    Superseded,
+}
+
+struct Running {
+    attempt: u32,
+    stop: Option<oneshot::Sender<StopReason>>,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<Uuid, Running>,
+    seen: VecDeque<(Uuid, u32)>,
+    shutting_down: bool,
+}
+
+/// The job runner; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: JobSettings,
+    topics: Topics,
+    client: AsyncClient,
+    activity: watch::Sender<Activity>,
+    state: Mutex<State>,
+}
+
+impl Jobs {
+    pub fn new(
+        settings: JobSettings,
+        topics: Topics,
+        client: AsyncClient,
+        activity: watch::Sender<Activity>,
+    ) -> Jobs {
+        Jobs {
+            inner: Arc::new(Inner {
+                settings,
+                topics,
+                client,
+                activity,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn worker_id(&self) -> &str {
+        &self.inner.settings.worker_id
+    }
+
+    /// Deletes the outputs a previous run of this worker left behind (only
+    /// folders named like a job id) and makes sure the folder exists.
+    pub fn clean_stale_outputs(&self) -> std::io::Result<usize> {
+        let dir = &self.inner.settings.output_dir;
+        std::fs::create_dir_all(dir)?;
+        let mut removed = 0;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let is_job = name.to_str().is_some_and(|n| Uuid::parse_str(n).is_ok());
+            if is_job && entry.path().is_dir() && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A message on our job topic.
+    pub async fn on_assignment(&self, payload: &[u8]) {
+        let worker_id = self.worker_id().to_string();
+        let assignment = match wire::decode::<JobAssignment>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.validate().map(|_| a))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                let reason = format!("worker {worker_id} refused an assignment: {e}");
+                match job_id_of(payload) {
+                    Some(job_id) => {
+                        tracing::warn!(worker_id, %job_id, "{reason}");
+                        let mut s = JobStatus::new(job_id, JobState::Failed);
+                        s.error = Some(reason);
+                        s.error_kind = Some(ErrorKind::Input);
+                        self.publish(s, None, true).await;
+                    }
+                    None => tracing::warn!(worker_id, "{reason} (no job id in it)"),
+                }
+                return;
+            }
+        };
+        let job_id = assignment.job_id;
+        let attempt = assignment.attempt;
+
+        let superseded = {
+            let mut state = self.state();
+            if state.seen.contains(&(job_id, attempt)) {
+                tracing::info!(worker_id, %job_id, attempt, "assignment delivered again; already taken");
+                return;
+            }
+            if state.shutting_down {
+                None
+            } else {
+                state.seen.push_back((job_id, attempt));
+                if state.seen.len() > REMEMBERED {
+                    state.seen.pop_front();
+                }
+                match state.running.get_mut(&job_id) {
+                    Some(old) if old.attempt < attempt => old.stop.take(),
+                    Some(_) => {
+                        tracing::warn!(worker_id, %job_id, attempt, "an older attempt of a job we run arrived; ignored");
+                        return;
+                    }
+                    None => None,
+                }
+            }
+        };
+        if let Some(stop) = superseded {
+            tracing::info!(worker_id, %job_id, attempt, "a newer attempt replaces the one running here");
+            let _ = stop.send(StopReason::Superseded);
+            self.wait_gone(job_id, CANCEL_GRACE * 2).await;
+        }
+
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let refusal = {
+            let mut state = self.state();
+            let busy = state.running.len() as u32 >= self.inner.settings.max_jobs;
+            if state.shutting_down {
+                Some((
+                    format!("worker {worker_id} refused job {job_id}: it is shutting down"),
+                    ErrorKind::Busy,
+                ))
+            } else if busy {
+                Some((
+                    format!(
+                        "worker {worker_id} refused job {job_id}: all {} of its slots are busy",
+                        self.inner.settings.max_jobs
+                    ),
+                    ErrorKind::Busy,
+                ))
+            } else {
+                state.running.insert(
+                    job_id,
+                    Running {
+                        attempt,
+                        stop: Some(stop_tx),
+                    },
+                );
+                None
+            }
+        };
+        if let Some((reason, kind)) = refusal {
+            tracing::warn!(worker_id, %job_id, attempt, "{reason}");
+            let mut s = JobStatus::new(job_id, JobState::Failed);
+            s.error = Some(reason);
+            s.error_kind = Some(kind);
+            self.publish(s, Some(attempt), true).await;
+            // A later redelivery of the same attempt may find a free slot.
+            self.state().seen.retain(|p| *p != (job_id, attempt));
+            return;
+        }
+        self.inner.activity.send_modify(|a| {
+            if !a.active_jobs.contains(&job_id) {
+                a.active_jobs.push(job_id);
+            }
+        });
+        let jobs = self.clone();
+        let span = tracing::info_span!("job", job_id = %job_id, worker_id = %worker_id, attempt);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                jobs.run(assignment, stop_rx).await;
+            },
+            span,
+        ));
+    }
+
+    /// A message on our cancel topic: `{"job_id": ...}`, or `CANCEL` for
+    /// whatever runs now.
+    pub async fn on_cancel(&self, payload: &[u8]) {
+        let worker_id = self.worker_id().to_string();
+        let targets: Vec<Uuid> = if payload.trim_ascii() == b"CANCEL" {
+            self.state().running.keys().copied().collect()
+        } else {
+            match job_id_of(payload) {
+                Some(id) => vec![id],
+                None => {
+                    tracing::warn!(worker_id, "cancel request ignored: it is neither CANCEL nor {{\"job_id\": \"<uuid>\"}}");
+                    return;
+                }
+            }
+        };
+        if targets.is_empty() {
+            tracing::info!(worker_id, "cancel request: no job is running");
+        }
+        for job_id in targets {
+            let stop = self
+                .state()
+                .running
+                .get_mut(&job_id)
+                .and_then(|r| r.stop.take());
+            match stop {
+                Some(stop) => {
+                    tracing::info!(worker_id, %job_id, "cancelling");
+                    let _ = stop.send(StopReason::Cancelled);
+                }
+                None => {
+                    tracing::info!(worker_id, %job_id, "cancel request for a job not running here")
+                }
+            }
+        }
+    }
+
+    /// Stops every job (each reports that the worker shut down, so it can be
+    /// run elsewhere) and waits for them, up to `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let stops: Vec<oneshot::Sender<StopReason>> = {
+            let mut state = self.state();
+            state.shutting_down = true;
+            state
+                .running
+                .values_mut()
+                .filter_map(|r| r.stop.take())
+                .collect()
+        };
+        for stop in stops {
+            let _ = stop.send(StopReason::Shutdown);
+        }
+        let deadline = Instant::now() + timeout;
+        while !self.state().running.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_gone(&self, job_id: Uuid, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.state().running.contains_key(&job_id) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes a retained job status. Final states wait for the client's
+    /// queue; progress never does (FFmpeg's output must keep flowing).
+    async fn publish(&self, mut status: JobStatus, attempt: Option<u32>, wait: bool) {
+        status.worker_id = Some(self.worker_id().to_string());
+        status.attempt = attempt;
+        status.timestamp = Some(unix_ms());
+        let topic = self.inner.topics.job_status(&status.job_id.to_string());
+        let payload = wire::encode(&status);
+        let result = if wait {
+            self.inner
+                .client
+                .publish(topic, QoS::AtLeastOnce, true, payload)
+                .await
+        } else {
+            self.inner
+                .client
+                .try_publish(topic, QoS::AtLeastOnce, true, payload)
+        };
+        if let Err(e) = result {
+            tracing::warn!(job_id = %status.job_id, state = status.state.as_str(), error = %e, "job status not sent");
+        }
+    }
+
+    /// Runs one job to its end and reports it.
+    async fn run(&self, a: JobAssignment, stop: oneshot::Receiver<StopReason>) {
+        let job_id = a.job_id;
+        let started = Instant::now();
+        let outcome = self.encode(&a, stop).await;
+        let worker_id = self.worker_id();
+        let mut s = JobStatus::new(job_id, JobState::Failed);
+        match outcome {
+            Outcome::Completed { stream_url } => {
+                s.state = JobState::Completed;
+                s.progress = 100.0;
+                s.stream_url = stream_url;
+                tracing::info!(took_s = started.elapsed().as_secs_f64(), "job completed");
+            }
+            Outcome::Stopped(StopReason::Cancelled, last) => {
+                s = last;
+                s.state = JobState::Cancelled;
+                s.speed = None;
+                s.eta_s = None;
+                tracing::info!("job cancelled");
+            }
+            Outcome::Stopped(StopReason::Shutdown, last) => {
+                s = last;
+                s.state = JobState::Failed;
+                s.error = Some(format!("worker {worker_id} shut down during the job"));
+                s.error_kind = Some(ErrorKind::Worker);
+            }
+            Outcome::Stopped(StopReason::Superseded, _) => {
+                // The newer attempt reports for this job.
+                self.finish(job_id, a.attempt);
+                return;
+            }
+            Outcome::Failed(kind, reason) => {
+                s.error = Some(reason.clone());
+                s.error_kind = Some(kind);
+                tracing::warn!(kind = ?kind, "job failed: {reason}");
+            }
+        }
+        self.publish(s, Some(a.attempt), true).await;
+        self.finish(job_id, a.attempt);
+    }
+
+    /// Forgets a finished run and schedules its output's deletion.
+    fn finish(&self, job_id: Uuid, attempt: u32) {
+        {
+            let mut state = self.state();
+            if state
+                .running
+                .get(&job_id)
+                .is_some_and(|r| r.attempt == attempt)
+            {
+                state.running.remove(&job_id);
+            }
+        }
+        let still_running = self.state().running.contains_key(&job_id);
+        if !still_running {
+            self.inner
+                .activity
+                .send_modify(|a| a.active_jobs.retain(|j| *j != job_id));
+            let jobs = self.clone();
+            let keep = self.inner.settings.keep_outputs;
+            tokio::spawn(async move {
+                tokio::time::sleep(keep).await;
+                if !jobs.state().running.contains_key(&job_id) {
+                    let dir = jobs.inner.settings.output_dir.join(job_id.to_string());
+                    if std::fs::remove_dir_all(&dir).is_ok() {
+                        tracing::info!(%job_id, "output deleted after transcode.keep_outputs_s");
+                    }
+                }
+            });
+        }
+    }
+
+    fn stream_url(&self, job_id: Uuid) -> String {
+        format!("{}{job_id}/{PLAYLIST}", self.inner.settings.stream_base)
+    }
+
+    async fn encode(&self, a: &JobAssignment, mut stop: oneshot::Receiver<StopReason>) -> Outcome {
+        let settings = &self.inner.settings;
+        let worker_id = &settings.worker_id;
+        let job_id = a.job_id;
+        let mut status = JobStatus::new(job_id, JobState::Processing);
+        self.publish(status.clone(), Some(a.attempt), true).await;
+
+        let source = match media::resolve(&settings.media_root, &a.source_path) {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome::Failed(
+                    ErrorKind::Input,
+                    format!("worker {worker_id} cannot use the source: {e}"),
+                )
+            }
+        };
+        let input = media::ffmpeg_input(&source);
+        let info = match ffprobe::probe(&settings.ffprobe, &input, settings.probe_timeout).await {
+            Ok(info) => info,
+            Err(e) => {
+                return Outcome::Failed(
+                    ErrorKind::Input,
+                    format!("worker {worker_id}: source {:?}: {e}", a.source_path),
+                )
+            }
+        };
+        let remaining = info.duration.map(|d| d - a.start_time);
+        if remaining.is_some_and(|r| r <= 0.0) {
+            return Outcome::Failed(
+                ErrorKind::Input,
+                format!(
+                    "worker {worker_id}: start_time {} is past the end of {:?} ({:.1} s long)",
+                    a.start_time,
+                    a.source_path,
+                    info.duration.unwrap_or_default()
+                ),
+            );
+        }
+        let total = match (a.duration, remaining) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (Some(d), None) => Some(d),
+            (None, r) => r,
+        };
+        let Some((encoder, family)) = command::choose_encoder(&settings.encoders) else {
+            return Outcome::Failed(
+                ErrorKind::Worker,
+                format!(
+                    "worker {worker_id} has no working H.264 encoder (the FFmpeg probe found none)"
+                ),
+            );
+        };
+
+        let out_dir = settings.output_dir.join(job_id.to_string());
+        let start_number = a.segment_offset.unwrap_or(0);
+        if start_number == 0 {
+            let _ = std::fs::remove_dir_all(&out_dir);
+        }
+        if let Err(e) = std::fs::create_dir_all(&out_dir) {
+            return Outcome::Failed(
+                ErrorKind::Worker,
+                format!("worker {worker_id} cannot create the output folder {}: {e} (check transcode.output_dir)", out_dir.display()),
+            );
+        }
+        let spec = EncodeSpec {
+            input: &input,
+            out_dir: &out_dir,
+            start_time: a.start_time,
+            duration: a.duration,
+            size: command::output_size((info.width, info.height), a.resolution.bounding_box()),
+            bitrate: a.bitrate,
+            encoder,
+            family,
+            fps: info.fps,
+            has_audio: info.has_audio,
+            segment_seconds: settings.segment_seconds,
+            start_number,
+        };
+        let args = command::ffmpeg_args(&spec);
+        tracing::info!(encoder, size = ?spec.size, source = %a.source_path, "starting FFmpeg");
+        tracing::debug!(?args, "FFmpeg command");
+        let mut child = match spawn_ffmpeg(&settings.ffmpeg, &args) {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome::Failed(
+                    ErrorKind::Worker,
+                    format!("worker {worker_id} cannot start FFmpeg ({}): {e}; install FFmpeg or set transcode.ffmpeg", settings.ffmpeg),
+                )
+            }
+        };
+
+        // Held here, not in `child`: tokio's `Child::wait` closes the stdin it
+        // holds, and stdin carries the `q` that stops FFmpeg cleanly.
+        let mut stdin = child.stdin.take();
+        let (progress_tx, mut progress_rx) = mpsc::channel(64);
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                let mut parser = ProgressParser::default();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(p) = parser.feed(&line) {
+                        // Never block FFmpeg's pipe: a full channel drops a block.
+                        let _ = progress_tx.try_send(p);
+                    }
+                }
+            });
+        }
+        let stderr_task = child.stderr.take().map(|stderr| {
+            tokio::spawn(async move {
+                let mut tail: VecDeque<String> = VecDeque::new();
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(ffmpeg = %line);
+                    tail.push_back(line);
+                    if tail.len() > STDERR_TAIL {
+                        tail.pop_front();
+                    }
+                }
+                tail.into_iter().collect::<Vec<String>>()
+            })
+        });
+
+        let playlist = out_dir.join(PLAYLIST);
+        let mut stopped: Option<StopReason> = None;
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let mut last_publish: Option<Instant> = None;
+        let exit = loop {
+            let kill_timer = async {
+                match kill_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                exit = child.wait() => break exit,
+                reason = &mut stop, if stopped.is_none() => {
+                    let reason = reason.unwrap_or(StopReason::Shutdown);
+                    stopped = Some(reason);
+                    if let Some(mut pipe) = stdin.take() {
+                        let _ = pipe.write_all(b"q\n").await;
+                        let _ = pipe.flush().await;
+                    }
+                    kill_at = Some(tokio::time::Instant::now() + CANCEL_GRACE);
+                }
+                _ = kill_timer => {
+                    tracing::warn!("FFmpeg did not stop after `q`; killing it");
+                    let _ = child.start_kill();
+                    kill_at = None;
+                }
+                Some(p) = progress_rx.recv() => {
+                    let out_time = p.out_time_s.unwrap_or(0.0);
+                    status.progress = progress::percent(out_time, total);
+                    status.fps = p.fps.unwrap_or(0.0);
+                    status.speed = p.speed;
+                    status.eta_s = progress::eta(out_time, total, p.speed);
+                    if status.stream_url.is_none() && has_segment(&playlist) {
+                        status.stream_url = Some(self.stream_url(job_id));
+                        tracing::info!(stream_url = %self.stream_url(job_id), "first segment ready");
+                    }
+                    let due = last_publish.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
+                    if due && stopped.is_none() {
+                        last_publish = Some(Instant::now());
+                        self.publish(status.clone(), Some(a.attempt), false).await;
+                    }
+                }
+            }
+        };
+        let tail = match stderr_task {
+            Some(t) => t.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if let Some(reason) = stopped {
+            return Outcome::Stopped(reason, status);
+        }
+        match exit {
+            Ok(code) if code.success() => Outcome::Completed {
+                stream_url: has_segment(&playlist).then(|| self.stream_url(job_id)),
+            },
+            Ok(code) => Outcome::Failed(
+                ErrorKind::Worker,
+                format!(
+                    "worker {worker_id}: FFmpeg failed ({code}) on {:?}: {}",
+                    a.source_path,
+                    progress::failure_reason(&tail)
+                ),
+            ),
+            Err(e) => Outcome::Failed(
+                ErrorKind::Worker,
+                format!("worker {worker_id} lost track of FFmpeg: {e}"),
+            ),
+        }
+    }
+}
+
+enum Outcome {
+    Completed { stream_url: Option<String> },
+    Stopped(StopReason, JobStatus),
+    Failed(ErrorKind, String),
+}
+
+/// The job id in a payload we could not otherwise use, if it has one.
+fn job_id_of(payload: &[u8]) -> Option<Uuid> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    Uuid::parse_str(value.get("job_id")?.as_str()?).ok()
+}
+
+/// True once the playlist lists a complete segment.
+fn has_segment(playlist: &std::path::Path) -> bool {
+    std::fs::read_to_string(playlist).is_ok_and(|t| t.lines().any(|l| l.ends_with(".ts")))
+}
+
+fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; FFmpeg must not outlive a worker
+    // that was killed, or one job could run twice.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_found_in_bad_payloads() {
+        let id = "550e8400-e29b-41d4-a716-446655440000";
+        let cases: Vec<(String, bool)> = vec![
+            (format!(r#"{{"job_id":"{id}","resolution":"999p"}}"#), true),
+            (format!(r#"{{"job_id":"{id}"}}"#), true),
+            (r#"{"job_id":"not-a-uuid"}"#.to_string(), false),
+            (r#"{"job_id":5}"#.to_string(), false),
+            ("CANCEL".to_string(), false),
+            ("".to_string(), false),
+        ];
+        for (payload, found) in cases {
+            assert_eq!(job_id_of(payload.as_bytes()).is_some(), found, "{payload}");
+        }
+    }
+
+    #[test]
+    fn segments_count_only_when_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PLAYLIST);
+        assert!(!has_segment(&p));
+        std::fs::write(&p, "#EXTM3U\n#EXT-X-VERSION:6\n").unwrap();
+        assert!(!has_segment(&p));
+        std::fs::write(&p, "#EXTM3U\n#EXTINF:4.0,\nseg0.ts\n").unwrap();
+        assert!(has_segment(&p));
+    }
+}
