@@ -14,6 +14,7 @@ pub enum Topic {
     WorkerJobs(String),
     WorkerCancel(String),
     JobStatus(String),
+    JobCancel(String),
     JobsSubmit,
     OrchestratorAvailability,
 }
@@ -56,6 +57,10 @@ impl Topics {
     pub fn job_status(&self, job_id: &str) -> String {
         format!("{}/jobs/{job_id}/status", self.prefix)
     }
+    /// Any payload here cancels the job, wherever it runs.
+    pub fn job_cancel(&self, job_id: &str) -> String {
+        format!("{}/jobs/{job_id}/cancel", self.prefix)
+    }
     pub fn jobs_submit(&self) -> String {
         format!("{}/jobs/submit", self.prefix)
     }
@@ -75,6 +80,10 @@ impl Topics {
     pub fn all_job_status(&self) -> String {
         self.job_status("+")
     }
+    /// Every job's cancel topic.
+    pub fn all_job_cancel(&self) -> String {
+        self.job_cancel("+")
+    }
 
     /// Recognises a topic of ours; `None` for anything else.
     pub fn parse(&self, topic: &str) -> Option<Topic> {
@@ -93,6 +102,7 @@ impl Topics {
             }
             ["jobs", "submit"] => Some(Topic::JobsSubmit),
             ["jobs", id, "status"] if !id.is_empty() => Some(Topic::JobStatus(id.to_string())),
+            ["jobs", id, "cancel"] if !id.is_empty() => Some(Topic::JobCancel(id.to_string())),
             ["orchestrator", "availability"] => Some(Topic::OrchestratorAvailability),
             _ => None,
         }
@@ -142,6 +152,7 @@ mod tests {
                 Some(Topic::WorkerCancel("w1".into())),
             ),
             (t.job_status("j"), Some(Topic::JobStatus("j".into()))),
+            (t.job_cancel("j"), Some(Topic::JobCancel("j".into()))),
             (t.jobs_submit(), Some(Topic::JobsSubmit)),
             (
                 t.orchestrator_availability(),

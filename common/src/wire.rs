@@ -159,6 +159,10 @@ pub struct JobAssignment {
     /// job continues the numbering the player already has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_offset: Option<u64>,
+    /// The job's original start time when this run resumes it, so progress
+    /// counts over the whole job; absent: `start_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_time: Option<f64>,
 }
 
 fn first_attempt() -> u32 {
@@ -245,6 +249,13 @@ pub struct JobStatus {
     /// retry elsewhere can help.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
+    /// Number of the next HLS segment: every segment before it is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_done: Option<u64>,
+    /// Source time (seconds) where the next segment starts: where another
+    /// worker resumes the job if this one is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_time: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,6 +276,8 @@ impl JobStatus {
             eta_s: None,
             error: None,
             error_kind: None,
+            segments_done: None,
+            resume_time: None,
             attempt: None,
             timestamp: None,
         }
@@ -336,6 +349,13 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
         return Err(DecodeError::Empty);
     }
     let text = std::str::from_utf8(payload).map_err(|_| DecodeError::NotUtf8)?;
+    // Every payload of ours is an object; serde would also read a struct
+    // from an array, with a message nobody understands.
+    if !text.trim_start().starts_with('{') {
+        return Err(DecodeError::Json(
+            "expected a JSON object like {\"field\": value, ...}".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -357,6 +377,13 @@ fn strip_position(e: &serde_json::Error) -> String {
         Some(i) if e.line() > 0 => text[..i].to_string(),
         _ => text,
     }
+}
+
+/// The job id of a payload that could not be used otherwise, if one can be
+/// read, so the refusal can be answered on that job's status topic.
+pub fn job_id_of(payload: &[u8]) -> Option<Uuid> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    Uuid::parse_str(value.get("job_id")?.as_str()?).ok()
 }
 
 /// Encodes a payload. Our types always serialize; the fallback keeps a
@@ -526,6 +553,22 @@ mod tests {
         for (hb, needle) in cases {
             let err = hb.validate().expect_err(needle);
             assert!(err.starts_with(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn job_ids_are_found_in_bad_payloads() {
+        let id = "550e8400-e29b-41d4-a716-446655440000";
+        let cases: Vec<(String, bool)> = vec![
+            (format!(r#"{{"job_id":"{id}","resolution":"999p"}}"#), true),
+            (format!(r#"{{"job_id":"{id}"}}"#), true),
+            (r#"{"job_id":"not-a-uuid"}"#.to_string(), false),
+            (r#"{"job_id":5}"#.to_string(), false),
+            ("CANCEL".to_string(), false),
+            ("".to_string(), false),
+        ];
+        for (payload, found) in cases {
+            assert_eq!(job_id_of(payload.as_bytes()).is_some(), found, "{payload}");
         }
     }
 

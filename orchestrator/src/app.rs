@@ -1,23 +1,24 @@
-//! The orchestrator process: the embedded broker, the MQTT session that feeds
-//! the registry, and the HTTP API.
+//! The orchestrator process: the embedded broker, the job store, the MQTT
+//! session that feeds the core, the timer, and the HTTP API.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use rumqttc::{AsyncClient, LastWill, QoS};
 use transcode_common::mqtt::{self, SessionEvent};
 use transcode_common::mqtt_url::BrokerAddr;
 use transcode_common::topics::{Topic, Topics, OFFLINE, ONLINE};
-use transcode_common::unix_ms;
+use transcode_common::wire::{self, JobRequest};
 
 use crate::config::OrchestratorConfig;
+use crate::core::{Core, CoreSettings, Now, Publish};
 use crate::http::{self, ApiState};
-use crate::registry::{Registry, Transition};
+use crate::store::Store;
 
-/// How often worker liveness is re-checked.
-const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// How often time-driven work runs (timeouts, dispatch, pruning).
+const TICK_EVERY: Duration = Duration::from_millis(500);
 /// How long shutdown waits for the broker to take our goodbye.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -34,6 +35,21 @@ pub async fn run(
         .with_context(|| {
             format!("cannot listen for HTTP on {http_listen} (http.listen); is the port taken?")
         })?;
+
+    let store = Store::open(&config.state.dir)?;
+    let core = Core::open(
+        store,
+        topics.clone(),
+        CoreSettings {
+            heartbeat_timeout: Duration::from_secs(config.scheduler.heartbeat_timeout_s),
+            max_attempts: config.scheduler.max_attempts,
+            assign_timeout: Duration::from_secs(config.scheduler.assign_timeout_s),
+            retention: Duration::from_secs(config.state.retention_s),
+        },
+        Now::current(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let core = Arc::new(Mutex::new(core));
 
     let broker = if config.broker.embedded {
         let mut settings = transcode_broker::BrokerSettings::new(config.broker_listen());
@@ -53,23 +69,6 @@ pub async fn run(
             .context("broker.url is not a usable broker address")?
     };
 
-    let registry = Arc::new(Mutex::new(Registry::new(Duration::from_secs(
-        config.scheduler.heartbeat_timeout_s,
-    ))));
-
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        warp::serve(http::routes(ApiState {
-            registry: registry.clone(),
-        }))
-        .incoming(listener)
-        .graceful(async {
-            let _ = http_stopped.await;
-        })
-        .run(),
-    );
-    tracing::info!("HTTP API listening on {http_listen}");
-
     let credentials = config.credentials();
     let mut opts = mqtt::options(
         "transcode-orchestrator",
@@ -86,19 +85,37 @@ pub async fn run(
     ));
     let (client, mut events) = mqtt::connect(opts, broker.to_string());
     let session = Session {
-        client,
+        client: client.clone(),
         topics,
-        registry,
+        core: core.clone(),
     };
 
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let publisher = client.clone();
+    let server = tokio::spawn(
+        warp::serve(http::routes(ApiState {
+            core,
+            publish: Arc::new(move |out| send(&publisher, out)),
+        }))
+        .incoming(listener)
+        .graceful(async {
+            let _ = http_stopped.await;
+        })
+        .run(),
+    );
+    tracing::info!("HTTP API listening on {http_listen}");
+
+    let mut tick = tokio::time::interval(TICK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = sweep.tick() => session.sweep(),
+            _ = tick.tick() => {
+                let out = session.core().tick(Now::current());
+                session.send(out);
+            }
             event = events.recv() => match event {
                 Some(SessionEvent::Connected { .. }) => {
                     connected = true;
@@ -115,8 +132,7 @@ pub async fn run(
 
     tracing::info!("shutting down");
     if connected {
-        let _ = session
-            .client
+        let _ = client
             .publish(
                 session.topics.orchestrator_availability(),
                 QoS::AtLeastOnce,
@@ -124,7 +140,7 @@ pub async fn run(
                 OFFLINE,
             )
             .await;
-        let _ = session.client.disconnect().await;
+        let _ = client.disconnect().await;
         let closed = async {
             while let Some(event) = events.recv().await {
                 if matches!(event, SessionEvent::Closed) {
@@ -139,24 +155,47 @@ pub async fn run(
     Ok(())
 }
 
+/// Publishes what the core asked for. Never waits: when the broker is away
+/// the store still holds the truth, and statuses are published again on
+/// reconnection.
+fn send(client: &AsyncClient, out: Vec<Publish>) {
+    for p in out {
+        if let Err(e) = client.try_publish(p.topic.clone(), QoS::AtLeastOnce, p.retain, p.payload) {
+            tracing::warn!(topic = %p.topic, error = %e, "not published");
+        }
+    }
+}
+
 /// The orchestrator's side of the MQTT conversation.
 struct Session {
     client: AsyncClient,
     topics: Topics,
-    registry: Arc<Mutex<Registry>>,
+    core: Arc<Mutex<Core>>,
 }
 
 impl Session {
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Subscribes (our session is clean, so every time) and says we are here.
+    fn send(&self, out: Vec<Publish>) {
+        send(&self.client, out);
+    }
+
+    /// Subscribes (our session is clean, so every time), says we are here and
+    /// puts our retained job statuses back (the broker may be new).
     /// Wildcards with many retained messages are subscribed at QoS 0: rumqttd
     /// sends at most 100 retained messages to a new QoS 1 subscription.
     async fn on_connected(&self) {
-        for topic in [self.topics.all_heartbeats(), self.topics.all_availability()] {
-            if let Err(e) = self.client.subscribe(&topic, QoS::AtMostOnce).await {
+        let subscriptions = [
+            (self.topics.all_heartbeats(), QoS::AtMostOnce),
+            (self.topics.all_availability(), QoS::AtMostOnce),
+            (self.topics.all_job_status(), QoS::AtMostOnce),
+            (self.topics.jobs_submit(), QoS::AtLeastOnce),
+            (self.topics.all_job_cancel(), QoS::AtLeastOnce),
+        ];
+        for (topic, qos) in subscriptions {
+            if let Err(e) = self.client.subscribe(&topic, qos).await {
                 tracing::error!(%topic, error = %e, "cannot subscribe");
             }
         }
@@ -172,42 +211,73 @@ impl Session {
         {
             tracing::error!(error = %e, "cannot publish our availability");
         }
+        let out = self.core().on_connected(Now::current());
+        self.send(out);
     }
 
     fn on_message(&self, topic: &str, payload: &[u8], retained: bool) {
-        let now = Instant::now();
-        let result = match self.topics.parse(topic) {
-            Some(Topic::WorkerHeartbeat(id)) => self
-                .registry()
-                .on_heartbeat(&id, payload, retained, now, unix_ms())
-                .map(|t| (id, t)),
-            Some(Topic::WorkerAvailability(id)) => self
-                .registry()
-                .on_availability(&id, payload, now, unix_ms())
-                .map(|t| (id, t)),
+        let now = Now::current();
+        let out = match self.topics.parse(topic) {
+            Some(Topic::WorkerHeartbeat(id)) => {
+                self.core().on_heartbeat(&id, payload, retained, now)
+            }
+            Some(Topic::WorkerAvailability(id)) => self.core().on_availability(&id, payload, now),
+            Some(Topic::JobStatus(id)) => Ok(self.core().on_status(&id, payload, now)),
+            Some(Topic::JobsSubmit) => Ok(self.on_submit(payload, now)),
+            Some(Topic::JobCancel(id)) => Ok(self.on_cancel(&id, now)),
             _ => {
                 tracing::debug!(%topic, "message on a topic we do not handle");
                 return;
             }
         };
-        match result {
-            Ok((id, Some(transition))) => self.log_transition(&id, &transition),
-            Ok((_, None)) => {}
+        match out {
+            Ok(out) => self.send(out),
             Err(e) => tracing::warn!(%topic, "{e}"),
         }
     }
 
-    fn sweep(&self) {
-        let changes = self.registry().sweep(Instant::now());
-        for (id, transition) in changes {
-            self.log_transition(&id, &transition);
+    /// A job request on `transcode/jobs/submit`.
+    fn on_submit(&self, payload: &[u8], now: Now) -> Vec<Publish> {
+        let outcome = wire::decode::<JobRequest>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|req| self.core().submit(req, now).map_err(|e| e.to_string()));
+        match outcome {
+            Ok((job, out)) => {
+                tracing::info!(job_id = %job.job_id, "job submitted over MQTT");
+                out
+            }
+            Err(e) => {
+                let reason = format!("invalid job request on {}: {e}", self.topics.jobs_submit());
+                match wire::job_id_of(payload) {
+                    Some(job_id) => {
+                        tracing::warn!(%job_id, "{reason}");
+                        self.core().reject(job_id, reason, now)
+                    }
+                    None => {
+                        tracing::warn!("{reason} (no job id to answer on)");
+                        Vec::new()
+                    }
+                }
+            }
         }
     }
 
-    fn log_transition(&self, worker_id: &str, transition: &Transition) {
-        match transition {
-            Transition::Online => tracing::info!(worker_id, "worker is online"),
-            Transition::Offline(why) => tracing::warn!(worker_id, "worker is offline: {why}"),
+    /// Anything on `transcode/jobs/{id}/cancel`.
+    fn on_cancel(&self, id: &str, now: Now) -> Vec<Publish> {
+        let Ok(job_id) = uuid::Uuid::parse_str(id) else {
+            tracing::warn!(
+                job_id = id,
+                "cancel request for something that is not a job id"
+            );
+            return Vec::new();
+        };
+        let result = self.core().cancel(job_id, now);
+        match result {
+            Ok((_, out)) => out,
+            Err(e) => {
+                tracing::warn!(%job_id, "cancel request over MQTT: {e}");
+                Vec::new()
+            }
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct SchedulerConfig {
     /// own intervals, when that is longer).
     pub heartbeat_timeout_s: u64,
     pub max_attempts: u32,
+    /// An assigned job that is not `processing` after this long goes to
+    /// another worker.
+    pub assign_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +67,9 @@ pub struct SchedulerConfig {
 pub struct StateConfig {
     /// Where the job store lives.
     pub dir: PathBuf,
+    /// Finished jobs are forgotten (and their retained status cleared) after
+    /// this long.
+    pub retention_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +114,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             heartbeat_timeout_s: 45,
             max_attempts: 3,
+            assign_timeout_s: 20,
         }
     }
 }
@@ -116,6 +123,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: "state".into(),
+            retention_s: 7 * 24 * 3600,
         }
     }
 }
@@ -219,6 +227,18 @@ impl Validate for OrchestratorConfig {
             return Err(ConfigError::invalid(
                 "scheduler.max_attempts",
                 "must be between 1 and 100",
+            ));
+        }
+        if !(1..=3600).contains(&self.scheduler.assign_timeout_s) {
+            return Err(ConfigError::invalid(
+                "scheduler.assign_timeout_s",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        if self.state.retention_s == 0 {
+            return Err(ConfigError::invalid(
+                "state.retention_s",
+                "must be at least 1 second",
             ));
         }
         if self.state.dir.as_os_str().is_empty() {

@@ -1,62 +1,227 @@
-//! The orchestrator's HTTP API (warp).
+//! The orchestrator's HTTP API (warp). Every error is JSON with a sentence
+//! in `error`.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /api/jobs` | `202` the job; `400`/`409`/`413` with `error` |
+//! | `GET /api/jobs`, `GET /api/jobs/{id}` | the jobs / one job; `404` |
+//! | `DELETE /api/jobs/{id}` | `200` the cancelled job; `404`; `409` if finished |
+//! | `GET /api/workers` | every known worker |
+//! | `GET /stream/{id}/index.m3u8` | `302` to the worker serving it; `503` + `Retry-After` until then |
+//! | `GET /healthz` | liveness |
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use warp::http::StatusCode;
+use transcode_common::wire::{self, JobRequest, MAX_PAYLOAD_BYTES};
+use uuid::Uuid;
+use warp::http::{header, Response, StatusCode};
+use warp::hyper::body::Bytes;
+use warp::reply::Reply;
 use warp::Filter;
 
-use crate::registry::Registry;
+use crate::core::{Core, JobError, Now, Publish};
 
-/// State the handlers read.
+/// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub registry: Arc<Mutex<Registry>>,
+    pub core: Arc<Mutex<Core>>,
+    /// Sends what the core asks to publish.
+    pub publish: Arc<dyn Fn(Vec<Publish>) + Send + Sync>,
 }
 
 impl ApiState {
-    fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
-        let guard = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-pub fn routes(
-    state: ApiState,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+fn error(status: StatusCode, message: impl Into<String>) -> warp::reply::Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "error": message.into() })),
+        status,
+    )
+    .into_response()
+}
+
+fn job_error(e: JobError) -> warp::reply::Response {
+    let status = match &e {
+        JobError::Invalid(_) => StatusCode::BAD_REQUEST,
+        JobError::NotFound(_) => StatusCode::NOT_FOUND,
+        JobError::Conflict(_) => StatusCode::CONFLICT,
+        JobError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+/// A 404 for a path segment that is not even a job id.
+fn not_a_job_id(id: &str) -> warp::reply::Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "job {:?} does not exist: job ids are UUIDs",
+            transcode_common::validate::truncate(id, 60)
+        ),
+    )
+}
+
+pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_state = warp::any().map(move || state.clone());
+
+    let submit = warp::path!("api" / "jobs")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_PAYLOAD_BYTES as u64))
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .map(|body: Bytes, s: ApiState| submit(&body, &s));
+
+    let list = warp::path!("api" / "jobs")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|s: ApiState| warp::reply::json(&s.core().jobs()).into_response());
+
+    let one = warp::path!("api" / "jobs" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|raw: String, s: ApiState| {
+            let Ok(id) = Uuid::try_parse(&raw) else {
+                return not_a_job_id(&raw);
+            };
+            match s.core().job(id) {
+                Some(job) => warp::reply::json(&job).into_response(),
+                None => job_error(JobError::NotFound(id)),
+            }
+        });
+
+    let cancel = warp::path!("api" / "jobs" / String)
+        .and(warp::delete())
+        .and(with_state.clone())
+        .map(|raw: String, s: ApiState| {
+            let Ok(id) = Uuid::try_parse(&raw) else {
+                return not_a_job_id(&raw);
+            };
+            let result = s.core().cancel(id, Now::current());
+            match result {
+                Ok((job, out)) => {
+                    (s.publish)(out);
+                    warp::reply::json(&job).into_response()
+                }
+                Err(e) => job_error(e),
+            }
+        });
 
     let workers = warp::path!("api" / "workers")
         .and(warp::get())
         .and(with_state.clone())
-        .map(|s: ApiState| warp::reply::json(&s.with_registry(|r| r.snapshot())));
+        .map(|s: ApiState| warp::reply::json(&s.core().workers()).into_response());
+
+    let stream = warp::path!("stream" / String / "index.m3u8")
+        .and(warp::get().or(warp::head()).unify())
+        .and(with_state.clone())
+        .map(|raw: String, s: ApiState| {
+            let Ok(id) = Uuid::try_parse(&raw) else {
+                return not_a_job_id(&raw);
+            };
+            let location = s.core().stream_location(id);
+            match location {
+                None => job_error(JobError::NotFound(id)),
+                Some(Ok(url)) => Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header(header::LOCATION, url)
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+                    .body(Bytes::new().into())
+                    .unwrap_or_else(|_| {
+                        error(StatusCode::INTERNAL_SERVER_ERROR, "redirect failed")
+                    }),
+                Some(Err(0)) => error(
+                    StatusCode::GONE,
+                    format!("job {id} ended without a stream to play"),
+                ),
+                Some(Err(retry)) => {
+                    let mut r = error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("job {id} has no stream yet; try again in {retry} s"),
+                    );
+                    if let Ok(v) = header::HeaderValue::from_str(&retry.to_string()) {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                    r.headers_mut().insert(
+                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                        header::HeaderValue::from_static("*"),
+                    );
+                    r
+                }
+            }
+        });
 
     let health = warp::path!("healthz")
         .and(warp::get())
         .and(with_state)
         .map(|s: ApiState| {
-            let online = s.with_registry(|r| r.online_count());
-            warp::reply::json(&json!({"status": "ok", "workers_online": online}))
+            let online = s.core().online_count();
+            warp::reply::json(&json!({"status": "ok", "workers_online": online})).into_response()
         });
 
-    workers.or(health).recover(handle_rejection)
+    submit
+        .or(list)
+        .unify()
+        .or(one)
+        .unify()
+        .or(cancel)
+        .unify()
+        .or(workers)
+        .unify()
+        .or(stream)
+        .unify()
+        .or(health)
+        .unify()
+        .recover(handle_rejection)
 }
 
-/// Every error is JSON with a sentence in `error`.
-async fn handle_rejection(err: warp::Rejection) -> Result<impl warp::Reply, Infallible> {
-    let (status, message) = if err.is_not_found() {
-        (StatusCode::NOT_FOUND, "no such resource".to_string())
+fn submit(body: &[u8], s: &ApiState) -> warp::reply::Response {
+    let req: JobRequest = match wire::decode(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("invalid job request: {e}"));
+        }
+    };
+    let result = s.core().submit(req, Now::current());
+    match result {
+        Ok((job, out)) => {
+            (s.publish)(out);
+            warp::reply::with_status(warp::reply::json(&job), StatusCode::ACCEPTED).into_response()
+        }
+        Err(JobError::Invalid(e)) => {
+            error(StatusCode::BAD_REQUEST, format!("invalid job request: {e}"))
+        }
+        Err(e) => job_error(e),
+    }
+}
+
+async fn handle_rejection(err: warp::Rejection) -> Result<warp::reply::Response, Infallible> {
+    Ok(if err.is_not_found() {
+        error(
+            StatusCode::NOT_FOUND,
+            "no such resource; see /api/jobs, /api/workers, /stream/{job_id}/index.m3u8",
+        )
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("invalid job request: the body is larger than {MAX_PAYLOAD_BYTES} bytes"),
+        )
+    } else if err.find::<warp::reject::LengthRequired>().is_some() {
+        error(
+            StatusCode::LENGTH_REQUIRED,
+            "invalid job request: a Content-Length is required",
+        )
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
+        error(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this resource".to_string(),
+            "method not allowed on this resource",
         )
     } else {
-        (StatusCode::BAD_REQUEST, format!("{err:?}"))
-    };
-    Ok(warp::reply::with_status(
-        warp::reply::json(&json!({ "error": message })),
-        status,
-    ))
+        error(StatusCode::BAD_REQUEST, format!("bad request: {err:?}"))
+    })
 }

@@ -4,10 +4,20 @@
 //! - [`config`]: the settings and their checks.
 //! - [`registry`]: who is online, from heartbeats, availability and time;
 //!   pure, tested by table.
+//! - [`scheduler`]: which worker gets a job; pure, tested by table.
+//! - [`job`]: the job record; [`store`]: the jobs on disk (redb).
+//! - [`core`]: the state machine of jobs and workers: events in, MQTT
+//!   messages out, every change stored first.
+//! - [`ctl`]: what `transcodectl` prints.
 //! - [`http`]: the warp API (`/api/workers`, `/healthz`).
 //! - [`app`]: the process that ties them together ([`app::run`]).
 
 pub mod app;
 pub mod config;
+pub mod core;
+pub mod ctl;
 pub mod http;
+pub mod job;
 pub mod registry;
+pub mod scheduler;
+pub mod store;

@@ -171,7 +171,7 @@ impl Registry {
             .collect()
     }
 
-    fn is_online(&self, entry: &Entry, now: Instant) -> bool {
+    fn alive(&self, entry: &Entry, now: Instant) -> bool {
         entry.availability != Some(Availability::Offline)
             && entry
                 .heartbeat_at
@@ -180,7 +180,7 @@ impl Registry {
 
     fn update(&mut self, worker_id: &str, now: Instant) -> Option<Transition> {
         let entry = self.workers.get(worker_id)?;
-        let online = self.is_online(entry, now);
+        let online = self.alive(entry, now);
         if online == entry.online {
             return None;
         }
@@ -219,6 +219,22 @@ impl Registry {
                     .unwrap_or_default(),
             })
             .collect()
+    }
+
+    /// `Some(online)` for a worker we know, `None` for one never seen.
+    pub fn is_online(&self, worker_id: &str) -> Option<bool> {
+        self.workers.get(worker_id).map(|e| e.online)
+    }
+
+    pub fn heartbeat(&self, worker_id: &str) -> Option<&Heartbeat> {
+        self.workers.get(worker_id)?.heartbeat.as_ref()
+    }
+
+    /// Every worker with a heartbeat: (heartbeat, online).
+    pub fn with_heartbeats(&self) -> impl Iterator<Item = (&Heartbeat, bool)> {
+        self.workers
+            .values()
+            .filter_map(|e| e.heartbeat.as_ref().map(|h| (h, e.online)))
     }
 
     pub fn online_count(&self) -> usize {

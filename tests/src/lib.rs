@@ -648,3 +648,59 @@ pub fn any_children_named(parent: Pid, name: &str) -> usize {
         })
         .count()
 }
+
+/// An HTTP request with a body (or none) that returns the status and the
+/// JSON answer, whatever the status.
+pub fn http_json(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let result = match (method, body) {
+        ("POST", Some(b)) => agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(b),
+        ("DELETE", _) => agent.delete(url).call(),
+        _ => agent.get(url).call(),
+    };
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let value = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
+            (status, value)
+        }
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+impl System {
+    /// `POST /api/jobs` with a JSON request; panics unless it is accepted.
+    pub fn submit(&self, request: &Value) -> String {
+        let (status, job) = http_json(
+            "POST",
+            &self.api("/api/jobs"),
+            Some(request.to_string().as_bytes()),
+        );
+        assert_eq!(status, 202, "{job}");
+        job["job_id"].as_str().expect("job_id").to_string()
+    }
+
+    /// `GET /api/jobs/{id}`.
+    pub fn job(&self, job_id: &str) -> Value {
+        get_json(&self.api(&format!("/api/jobs/{job_id}"))).unwrap_or(Value::Null)
+    }
+
+    /// Waits until the job is in `state`; panics early if it ends otherwise.
+    pub fn wait_job(&self, job_id: &str, state: &str, timeout: Duration) -> Value {
+        wait_until(timeout, &format!("job {job_id} to be {state}"), || {
+            let job = self.job(job_id);
+            let now = job["state"].as_str()?;
+            if now != state && ["completed", "failed", "cancelled"].contains(&now) {
+                panic!("job {job_id} ended {now} instead of {state}: {job}");
+            }
+            (now == state).then_some(job)
+        })
+    }
+}

@@ -142,7 +142,7 @@ impl Jobs {
             Ok(a) => a,
             Err(e) => {
                 let reason = format!("worker {worker_id} refused an assignment: {e}");
-                match job_id_of(payload) {
+                match wire::job_id_of(payload) {
                     Some(job_id) => {
                         tracing::warn!(worker_id, %job_id, "{reason}");
                         let mut s = JobStatus::new(job_id, JobState::Failed);
@@ -244,10 +244,19 @@ impl Jobs {
     /// whatever runs now.
     pub async fn on_cancel(&self, payload: &[u8]) {
         let worker_id = self.worker_id().to_string();
+        // The orchestrator fences a job that moved to another worker: stop it
+        // without a status, which would contradict the new holder's.
+        let fenced = serde_json::from_slice::<serde_json::Value>(payload)
+            .is_ok_and(|v| v.get("fenced") == Some(&serde_json::Value::Bool(true)));
+        let reason = if fenced {
+            StopReason::Superseded
+        } else {
+            StopReason::Cancelled
+        };
         let targets: Vec<Uuid> = if payload.trim_ascii() == b"CANCEL" {
             self.state().running.keys().copied().collect()
         } else {
-            match job_id_of(payload) {
+            match wire::job_id_of(payload) {
                 Some(id) => vec![id],
                 None => {
                     tracing::warn!(worker_id, "cancel request ignored: it is neither CANCEL nor {{\"job_id\": \"<uuid>\"}}");
@@ -266,8 +275,12 @@ impl Jobs {
                 .and_then(|r| r.stop.take());
             match stop {
                 Some(stop) => {
-                    tracing::info!(worker_id, %job_id, "cancelling");
-                    let _ = stop.send(StopReason::Cancelled);
+                    if fenced {
+                        tracing::warn!(worker_id, %job_id, "the orchestrator moved this job elsewhere; stopping our copy");
+                    } else {
+                        tracing::info!(worker_id, %job_id, "cancelling");
+                    }
+                    let _ = stop.send(reason);
                 }
                 None => {
                     tracing::info!(worker_id, %job_id, "cancel request for a job not running here")
@@ -442,11 +455,15 @@ impl Jobs {
                 ),
             );
         }
-        let total = match (a.duration, remaining) {
+        // This run's length, and where it sits in the whole job (a resumed
+        // run starts after what an earlier worker already delivered).
+        let run_length = match (a.duration, remaining) {
             (Some(d), Some(r)) => Some(d.min(r)),
             (Some(d), None) => Some(d),
             (None, r) => r,
         };
+        let before = a.start_time - a.origin_time.unwrap_or(a.start_time);
+        let total = run_length.map(|r| r + before);
         let Some((encoder, family)) = command::choose_encoder(&settings.encoders) else {
             return Outcome::Failed(
                 ErrorKind::Worker,
@@ -554,13 +571,18 @@ impl Jobs {
                 }
                 Some(p) = progress_rx.recv() => {
                     let out_time = p.out_time_s.unwrap_or(0.0);
-                    status.progress = progress::percent(out_time, total);
+                    status.progress = progress::percent(before + out_time, total);
                     status.fps = p.fps.unwrap_or(0.0);
                     status.speed = p.speed;
-                    status.eta_s = progress::eta(out_time, total, p.speed);
-                    if status.stream_url.is_none() && has_segment(&playlist) {
-                        status.stream_url = Some(self.stream_url(job_id));
-                        tracing::info!(stream_url = %self.stream_url(job_id), "first segment ready");
+                    status.eta_s = progress::eta(out_time, run_length, p.speed);
+                    let (count, seconds) = scan_playlist(&playlist);
+                    if count > 0 {
+                        status.segments_done = Some(start_number + count);
+                        status.resume_time = Some(a.start_time + seconds);
+                        if status.stream_url.is_none() {
+                            status.stream_url = Some(self.stream_url(job_id));
+                            tracing::info!(stream_url = %self.stream_url(job_id), "first segment ready");
+                        }
                     }
                     let due = last_publish.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
                     if due && stopped.is_none() {
@@ -603,15 +625,16 @@ enum Outcome {
     Failed(ErrorKind, String),
 }
 
-/// The job id in a payload we could not otherwise use, if it has one.
-fn job_id_of(payload: &[u8]) -> Option<Uuid> {
-    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    Uuid::parse_str(value.get("job_id")?.as_str()?).ok()
-}
-
 /// True once the playlist lists a complete segment.
 fn has_segment(playlist: &std::path::Path) -> bool {
-    std::fs::read_to_string(playlist).is_ok_and(|t| t.lines().any(|l| l.ends_with(".ts")))
+    scan_playlist(playlist).0 > 0
+}
+
+/// Complete segments in a playlist file and their total length in seconds.
+fn scan_playlist(playlist: &std::path::Path) -> (u64, f64) {
+    std::fs::read_to_string(playlist)
+        .map(|t| progress::playlist_segments(&t))
+        .unwrap_or((0, 0.0))
 }
 
 fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
@@ -638,23 +661,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_ids_are_found_in_bad_payloads() {
-        let id = "550e8400-e29b-41d4-a716-446655440000";
-        let cases: Vec<(String, bool)> = vec![
-            (format!(r#"{{"job_id":"{id}","resolution":"999p"}}"#), true),
-            (format!(r#"{{"job_id":"{id}"}}"#), true),
-            (r#"{"job_id":"not-a-uuid"}"#.to_string(), false),
-            (r#"{"job_id":5}"#.to_string(), false),
-            ("CANCEL".to_string(), false),
-            ("".to_string(), false),
-        ];
-        for (payload, found) in cases {
-            assert_eq!(job_id_of(payload.as_bytes()).is_some(), found, "{payload}");
-        }
-    }
-
-    #[test]
     fn segments_count_only_when_listed() {
+        assert_eq!(
+            scan_playlist(std::path::Path::new("/nonexistent/index.m3u8")),
+            (0, 0.0)
+        );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(PLAYLIST);
         assert!(!has_segment(&p));

@@ -91,6 +91,29 @@ pub fn eta(out_time_s: f64, total_s: Option<f64>, speed: Option<f64>) -> Option<
     (speed > 0.0).then(|| ((total - out_time_s).max(0.0) / speed * 10.0).round() / 10.0)
 }
 
+/// Complete segments listed in an HLS media playlist, and their total
+/// duration from the `#EXTINF` lines.
+pub fn playlist_segments(playlist: &str) -> (u64, f64) {
+    let mut count = 0;
+    let mut seconds = 0.0;
+    let mut pending: Option<f64> = None;
+    for line in playlist.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("#EXTINF:") {
+            pending = rest
+                .split(',')
+                .next()
+                .and_then(|d| d.trim().parse::<f64>().ok())
+                .filter(|d| d.is_finite() && *d >= 0.0);
+        } else if !line.is_empty() && !line.starts_with('#') {
+            if let Some(d) = pending.take() {
+                count += 1;
+                seconds += d;
+            }
+        }
+    }
+    (count, seconds)
+}
+
 /// The sentence to report when FFmpeg failed: the first line of its stderr
 /// tail that names an error, without the `[tag @ 0x...]` prefix; else the
 /// last line.
@@ -183,6 +206,28 @@ mod tests {
         assert_eq!(eta(9.0, Some(18.0), Some(0.0)), None);
         assert_eq!(eta(9.0, None, Some(2.0)), None);
         assert_eq!(eta(20.0, Some(18.0), Some(2.0)), Some(0.0));
+    }
+
+    #[test]
+    fn playlists() {
+        let cases: &[(&str, (u64, f64))] = &[
+            ("", (0, 0.0)),
+            ("#EXTM3U\n#EXT-X-VERSION:6\n", (0, 0.0)),
+            (
+                "#EXTM3U\n#EXTINF:4.000000,\nseg0.ts\n#EXTINF:4.000000,\nseg1.ts\n",
+                (2, 8.0),
+            ),
+            (
+                "#EXTINF:4.0,\nseg5.ts\n#EXTINF:2.5,\nseg6.ts\n#EXT-X-ENDLIST\n",
+                (2, 6.5),
+            ),
+            ("#EXTINF:4.0,\n", (0, 0.0)),
+            ("#EXTINF:bad,\nseg0.ts\n", (0, 0.0)),
+            ("seg0.ts\n", (0, 0.0)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(playlist_segments(text), *want, "{text:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,426 @@
+//! `transcodectl`: the orchestrator's HTTP API from a shell. This file only
+//! talks HTTP and prints; what it prints is built in
+//! [`transcode_orchestrator::ctl`].
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use transcode_orchestrator::ctl;
+use uuid::Uuid;
+
+/// How often `submit --follow` asks for the job.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long `submit --follow` keeps trying an orchestrator that went away.
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+/// Environment variable read when `--orchestrator` is not given.
+const ORCHESTRATOR_ENV: &str = "TRANSCODE_ORCHESTRATOR";
+
+/// Submit, follow, list and cancel transcode jobs on a transcode-worker
+/// orchestrator.
+#[derive(Parser)]
+#[command(name = "transcodectl", version, about)]
+struct Cli {
+    /// Base URL of the orchestrator's HTTP API [env: TRANSCODE_ORCHESTRATOR]
+    /// [default: http://127.0.0.1:8000]
+    #[arg(long, global = true, value_name = "URL")]
+    orchestrator: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Queue a transcode; with --follow, show its progress until it ends.
+    Submit {
+        /// The source file, as the workers see it (relative to their media root).
+        source_path: String,
+        /// Target resolution, e.g. 720p or 1080p.
+        #[arg(long)]
+        resolution: String,
+        /// Target video bitrate, e.g. 4M or 2500k.
+        #[arg(long)]
+        bitrate: String,
+        /// Where in the source to start, in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        start_time: Option<f64>,
+        /// Split the job across several workers.
+        #[arg(long)]
+        mesh: bool,
+        /// Use this job id (a UUID) instead of letting the orchestrator pick one.
+        #[arg(long, value_name = "UUID", value_parser = ctl::parse_job_id)]
+        job_id: Option<Uuid>,
+        /// Show a progress bar until the job ends, then the stream URL.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List the jobs.
+    Jobs {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the known workers.
+    Workers {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job's full id (a UUID).
+        #[arg(value_parser = ctl::parse_job_id)]
+        job_id: Uuid,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let raw = cli
+        .orchestrator
+        .or_else(|| std::env::var(ORCHESTRATOR_ENV).ok())
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| ctl::DEFAULT_ORCHESTRATOR.to_string());
+    let api = Api::new(ctl::base_url(&raw));
+    match run(&api, cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("transcodectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(api: &Api, command: Command) -> Result<ExitCode, ApiError> {
+    match command {
+        Command::Submit {
+            source_path,
+            resolution,
+            bitrate,
+            start_time,
+            mesh,
+            job_id,
+            follow,
+        } => {
+            let mut request = json!({
+                "source_path": source_path,
+                "resolution": resolution,
+                "bitrate": bitrate,
+                "is_mesh_mode": mesh,
+            });
+            if let Some(start_time) = start_time {
+                request["start_time"] = json!(start_time);
+            }
+            if let Some(job_id) = job_id {
+                request["job_id"] = json!(job_id);
+            }
+            let job = api.send(Method::Post(&request), "/api/jobs")?;
+            let Some(id) = job.get("job_id").and_then(Value::as_str) else {
+                return Err(ApiError::Answer(format!(
+                    "the orchestrator at {} accepted the job but did not say its id",
+                    api.base
+                )));
+            };
+            let state = job.get("state").and_then(Value::as_str).unwrap_or("queued");
+            println!("job {id} {state}");
+            if follow {
+                return follow_job(api, id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { json } => {
+            let jobs = api.list("/api/jobs")?;
+            if json {
+                print_json(&Value::Array(jobs));
+            } else {
+                print!("{}", ctl::jobs_table(&jobs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workers { json } => {
+            let workers = api.list("/api/workers")?;
+            if json {
+                print_json(&Value::Array(workers));
+            } else {
+                print!("{}", ctl::workers_table(&workers));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { job_id } => {
+            api.send(Method::Delete, &format!("/api/jobs/{job_id}"))?;
+            println!("job {job_id} cancelled");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Polls the job until it is final, drawing [`ctl::progress_line`]: redrawn
+/// in place on a terminal, one line per change otherwise.
+fn follow_job(api: &Api, id: &str) -> Result<ExitCode, ApiError> {
+    let mut out = Output {
+        tty: std::io::stdout().is_terminal(),
+        last: String::new(),
+        open: false,
+    };
+    let mut stream_shown = false;
+    let mut down_since: Option<Instant> = None;
+    loop {
+        let job = match api.send(Method::Get, &format!("/api/jobs/{id}")) {
+            Ok(job) => {
+                down_since = None;
+                job
+            }
+            Err(ApiError::Unreachable { base, reason }) => {
+                let since = *down_since.get_or_insert_with(|| {
+                    out.message(&format!(
+                        "transcodectl: lost the orchestrator at {} ({reason}); retrying for up to {} s",
+                        base,
+                        RECONNECT_FOR.as_secs()
+                    ));
+                    Instant::now()
+                });
+                if since.elapsed() >= RECONNECT_FOR {
+                    out.finish();
+                    return Err(ApiError::Unreachable { base, reason });
+                }
+                sleep(POLL_INTERVAL);
+                continue;
+            }
+            Err(other) => {
+                out.finish();
+                return Err(other);
+            }
+        };
+        out.draw(&ctl::progress_line(&job));
+        let stream_url = job
+            .get("stream_url")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty());
+        let new_stream_url = stream_url.filter(|_| !stream_shown);
+        let state = job.get("state").and_then(Value::as_str).unwrap_or("");
+        if state == "completed" {
+            // The last line is the stream URL, unless it was already shown.
+            out.finish();
+            match new_stream_url {
+                Some(url) => println!("Stream URL: {url}"),
+                None => println!("job {id} completed"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(url) = new_stream_url {
+            out.line(&format!("Stream URL: {url}"));
+            stream_shown = true;
+        }
+        if ctl::is_final(state) {
+            out.finish();
+            return Ok(match state {
+                "failed" => {
+                    let error = job
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no reason given");
+                    eprintln!("job {id} failed: {error}");
+                    ExitCode::FAILURE
+                }
+                _ => {
+                    eprintln!("job {id} was cancelled");
+                    ExitCode::FAILURE
+                }
+            });
+        }
+        sleep(POLL_INTERVAL);
+    }
+}
+
+/// The `--follow` display on stdout.
+struct Output {
+    /// Redraw one line with `\r` (a terminal) or print a line per change.
+    tty: bool,
+    /// The last progress line drawn, to skip repeats and blank leftovers.
+    last: String,
+    /// A progress line is on screen without its newline (terminal only).
+    open: bool,
+}
+
+impl Output {
+    fn draw(&mut self, line: &str) {
+        if line == self.last {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        // Write errors (a closed pipe) are not worth stopping the follow for.
+        if self.tty {
+            let blank = self
+                .last
+                .chars()
+                .count()
+                .saturating_sub(line.chars().count());
+            let _ = write!(stdout, "\r{line}{}", " ".repeat(blank));
+            self.open = true;
+        } else {
+            let _ = writeln!(stdout, "{line}");
+        }
+        let _ = stdout.flush();
+        self.last = line.to_string();
+    }
+
+    /// A whole line on stdout below the bar; the bar goes on underneath.
+    fn line(&mut self, text: &str) {
+        self.finish();
+        println!("{text}");
+        if self.tty {
+            // Redraw the bar below the line on the next poll.
+            self.last.clear();
+        }
+    }
+
+    /// A line on stderr that must not be glued to the bar.
+    fn message(&mut self, text: &str) {
+        self.finish();
+        eprintln!("{text}");
+        if self.tty {
+            self.last.clear();
+        }
+    }
+
+    /// Ends an open progress line.
+    fn finish(&mut self) {
+        if self.open {
+            println!();
+            self.open = false;
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{value}"),
+    }
+}
+
+/// Why a request gave no usable answer.
+enum ApiError {
+    /// No HTTP answer at all; `--follow` retries these.
+    Unreachable {
+        /// The orchestrator's base URL, named in the sentence.
+        base: String,
+        /// Short, e.g. `connection refused`.
+        reason: String,
+    },
+    /// A whole sentence: the API's `error` or what was wrong with its answer.
+    Answer(String),
+}
+
+/// The sentence printed after `transcodectl: `.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Unreachable { base, reason } => {
+                f.write_str(&ctl::unreachable_message(base, reason))
+            }
+            ApiError::Answer(sentence) => f.write_str(sentence),
+        }
+    }
+}
+
+/// The requests `transcodectl` makes.
+#[derive(Clone, Copy)]
+enum Method<'a> {
+    Get,
+    Post(&'a Value),
+    Delete,
+}
+
+/// The orchestrator's HTTP API.
+struct Api {
+    /// Base URL without a trailing slash, also named in every error.
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(base: String) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Api { base, agent }
+    }
+
+    /// One request; a 2xx JSON answer, or an error sentence naming the URL.
+    fn send(&self, method: Method, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let (verb, sent) = match method {
+            Method::Get => ("GET", self.agent.get(&url).call()),
+            Method::Post(body) => ("POST", self.agent.post(&url).send_json(body)),
+            Method::Delete => ("DELETE", self.agent.delete(&url).call()),
+        };
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = describe(&e);
+                return Err(match e {
+                    ureq::Error::BadUri(_) | ureq::Error::Http(_) => ApiError::Answer(format!(
+                        "`{}` is not a usable orchestrator URL ({reason}); try --orchestrator http://HOST:8000",
+                        self.base
+                    )),
+                    _ => ApiError::Unreachable {
+                        base: self.base.clone(),
+                        reason,
+                    },
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ApiError::Unreachable {
+                base: self.base.clone(),
+                reason: describe(&e),
+            })?;
+        let json = serde_json::from_str::<Value>(&text);
+        if !(200..300).contains(&status) {
+            let body = json.unwrap_or(Value::Null);
+            return Err(ApiError::Answer(ctl::api_error_message(
+                &self.base, status, &body,
+            )));
+        }
+        json.map_err(|e| {
+            ApiError::Answer(format!(
+                "the orchestrator at {} answered {verb} {path} with something that is not JSON ({e})",
+                self.base
+            ))
+        })
+    }
+
+    /// A GET that must answer a JSON array.
+    fn list(&self, path: &str) -> Result<Vec<Value>, ApiError> {
+        match self.send(Method::Get, path)? {
+            Value::Array(items) => Ok(items),
+            _ => Err(ApiError::Answer(format!(
+                "the orchestrator at {} answered GET {path} with something other than a list",
+                self.base
+            ))),
+        }
+    }
+}
+
+/// A short reason for a transport error, e.g. `connection refused`.
+fn describe(error: &ureq::Error) -> String {
+    match error {
+        // OS errors read best as their kind (`connection refused`); others,
+        // like a failed name lookup, carry their own message.
+        ureq::Error::Io(e) if e.raw_os_error().is_some() => e.kind().to_string(),
+        ureq::Error::Io(e) => e.to_string(),
+        ureq::Error::Timeout(_) => "timed out".to_string(),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        other => other.to_string(),
+    }
+}

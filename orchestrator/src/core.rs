@@ -1,0 +1,701 @@
+//! The orchestrator's state machine: the worker registry and the jobs, fed
+//! events (a submission, a worker's status, a heartbeat, the time) and
+//! answering with the MQTT messages to publish. It writes every state change
+//! to the store before it answers, so what was published is never ahead of
+//! what survives a crash. It does no other IO, and is tested without any.
+//!
+//! A job's life: `queued` → `assigned` (to one worker, with an attempt
+//! number) → `processing` → `completed` | `failed` | `cancelled`. A run whose
+//! worker is lost, refuses, stalls or fails for a reason that is not the
+//! input's goes back to `queued` and resumes at its last complete segment
+//! on another worker, up to `max_attempts` failed runs. A worker that still
+//! runs a job that moved on is told to stop it (fencing).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use transcode_common::topics::Topics;
+use transcode_common::wire::{self, ErrorKind, Heartbeat, JobRequest, JobState, JobStatus};
+use uuid::Uuid;
+
+use crate::job::Job;
+use crate::registry::{Registry, Transition, WorkerView};
+use crate::scheduler::{self, Candidate};
+use crate::store::Store;
+
+/// A message to publish (QoS 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub heartbeat_timeout: Duration,
+    pub max_attempts: u32,
+    pub assign_timeout: Duration,
+    pub retention: Duration,
+}
+
+/// The moment an event happens, on both clocks the core needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub ms: u64,
+}
+
+impl Now {
+    pub fn current() -> Now {
+        Now {
+            instant: Instant::now(),
+            ms: transcode_common::unix_ms(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum JobError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("job {0} does not exist")]
+    NotFound(Uuid),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+/// One worker as `GET /api/workers` shows it, with the jobs we gave it.
+pub type WorkerListing = WorkerView;
+
+pub struct Core {
+    registry: Registry,
+    jobs: HashMap<Uuid, Job>,
+    store: Store,
+    topics: Topics,
+    settings: CoreSettings,
+    next_seq: u64,
+    booted: Instant,
+    /// Ids answered with a `failed` status without becoming jobs (invalid
+    /// MQTT submissions), with when: their retained status is cleared later.
+    rejected: VecDeque<(Uuid, u64)>,
+}
+
+impl Core {
+    /// Loads every stored job.
+    pub fn open(
+        store: Store,
+        topics: Topics,
+        settings: CoreSettings,
+        now: Now,
+    ) -> Result<Core, JobError> {
+        let jobs: HashMap<Uuid, Job> = store
+            .load()
+            .map_err(|e| JobError::Store(e.to_string()))?
+            .into_iter()
+            .map(|j| (j.job_id, j))
+            .collect();
+        let next_seq = jobs.values().map(|j| j.seq).max().unwrap_or(0) + 1;
+        let running = jobs.values().filter(|j| j.is_running()).count();
+        let queued = jobs
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .count();
+        tracing::info!(jobs = jobs.len(), running, queued, "job store loaded");
+        Ok(Core {
+            registry: Registry::new(settings.heartbeat_timeout),
+            jobs,
+            store,
+            topics,
+            settings,
+            next_seq,
+            booted: now.instant,
+            rejected: VecDeque::new(),
+        })
+    }
+
+    fn save(&mut self, job: Job) -> Result<(), JobError> {
+        let result = self
+            .store
+            .put(&job)
+            .map_err(|e| JobError::Store(e.to_string()));
+        if let Err(e) = &result {
+            tracing::error!(job_id = %job.job_id, "{e}");
+        }
+        self.jobs.insert(job.job_id, job);
+        result
+    }
+
+    fn status_publish(&self, job: &Job, now: Now) -> Publish {
+        Publish {
+            topic: self.topics.job_status(&job.job_id.to_string()),
+            payload: wire::encode(&job.status(now.ms)),
+            retain: true,
+        }
+    }
+
+    fn fence(&self, worker_id: &str, job_id: Uuid) -> Publish {
+        tracing::warn!(worker_id, %job_id, "worker still runs a job that moved on; telling it to stop");
+        Publish {
+            topic: self.topics.worker_cancel(worker_id),
+            payload: serde_json::json!({"job_id": job_id, "fenced": true})
+                .to_string()
+                .into_bytes(),
+            retain: false,
+        }
+    }
+
+    /// What the broker should hold after we (re)connect: the statuses we own.
+    /// `processing` ones are the holding worker's to publish.
+    pub fn on_connected(&self, now: Now) -> Vec<Publish> {
+        self.jobs
+            .values()
+            .filter(|j| j.state != JobState::Processing)
+            .map(|j| self.status_publish(j, now))
+            .collect()
+    }
+
+    // ----- intake -------------------------------------------------------
+
+    /// A new job from HTTP or MQTT. Re-submitting the same request with the
+    /// same id answers the existing job.
+    pub fn submit(&mut self, req: JobRequest, now: Now) -> Result<(Job, Vec<Publish>), JobError> {
+        req.validate().map_err(JobError::Invalid)?;
+        let job_id = req.job_id.unwrap_or_else(Uuid::new_v4);
+        if let Some(existing) = self.jobs.get(&job_id) {
+            if existing.same_request(&req) {
+                return Ok((existing.clone(), Vec::new()));
+            }
+            return Err(JobError::Conflict(format!(
+                "job {job_id} already exists ({}) with other settings; leave job_id out to get a new one",
+                existing.state.as_str()
+            )));
+        }
+        let job = Job::from_request(&req, job_id, self.next_seq, now.ms);
+        self.next_seq += 1;
+        self.save(job.clone())?;
+        tracing::info!(%job_id, source = %job.source_path, "job queued");
+        let mut out = vec![self.status_publish(&job, now)];
+        out.extend(self.dispatch(now));
+        let job = self.jobs.get(&job_id).cloned().unwrap_or(job);
+        Ok((job, out))
+    }
+
+    /// An unusable submission on MQTT that carried a job id: answered with a
+    /// `failed` status, cleared after the retention time.
+    pub fn reject(&mut self, job_id: Uuid, error: String, now: Now) -> Vec<Publish> {
+        if self.jobs.contains_key(&job_id) {
+            return Vec::new();
+        }
+        let mut status = JobStatus::new(job_id, JobState::Failed);
+        status.error = Some(error);
+        status.error_kind = Some(ErrorKind::Input);
+        status.timestamp = Some(now.ms);
+        self.rejected.push_back((job_id, now.ms));
+        vec![Publish {
+            topic: self.topics.job_status(&job_id.to_string()),
+            payload: wire::encode(&status),
+            retain: true,
+        }]
+    }
+
+    /// Cancels a job wherever it is.
+    pub fn cancel(&mut self, job_id: Uuid, now: Now) -> Result<(Job, Vec<Publish>), JobError> {
+        let mut job = self
+            .jobs
+            .get(&job_id)
+            .cloned()
+            .ok_or(JobError::NotFound(job_id))?;
+        if job.state.is_final() {
+            return Err(JobError::Conflict(format!(
+                "job {job_id} is already {}",
+                job.state.as_str()
+            )));
+        }
+        let mut out = Vec::new();
+        if job.is_running() {
+            if let Some(w) = &job.worker_id {
+                out.push(Publish {
+                    topic: self.topics.worker_cancel(w),
+                    payload: serde_json::json!({"job_id": job_id})
+                        .to_string()
+                        .into_bytes(),
+                    retain: false,
+                });
+            }
+        }
+        job.state = JobState::Cancelled;
+        job.speed = None;
+        job.eta_s = None;
+        job.finished_at = Some(now.ms);
+        job.updated_at = now.ms;
+        tracing::info!(%job_id, "job cancelled");
+        let saved = self.save(job.clone());
+        out.push(self.status_publish(&job, now));
+        out.extend(self.dispatch(now));
+        saved.map(|_| (job, out))
+    }
+
+    // ----- what workers say ----------------------------------------------
+
+    /// A message on `.../jobs/{job_id}/status`.
+    pub fn on_status(&mut self, topic_job_id: &str, payload: &[u8], now: Now) -> Vec<Publish> {
+        if payload.is_empty() {
+            return Vec::new(); // a cleared topic
+        }
+        let Ok(job_id) = Uuid::parse_str(topic_job_id) else {
+            tracing::debug!(topic_job_id, "status on a topic that names no job id");
+            return Vec::new();
+        };
+        let status: JobStatus = match wire::decode(payload) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%job_id, "job status ignored: {e}");
+                return Vec::new();
+            }
+        };
+        if status.job_id != job_id {
+            tracing::warn!(%job_id, "job status ignored: it names job {}", status.job_id);
+            return Vec::new();
+        }
+        // Our own statuses come back to us: only workers publish these states.
+        let Some(worker) = status.worker_id.clone() else {
+            return Vec::new();
+        };
+        if !matches!(
+            status.state,
+            JobState::Processing | JobState::Completed | JobState::Failed | JobState::Cancelled
+        ) {
+            return Vec::new();
+        }
+        let Some(mut job) = self.jobs.get(&job_id).cloned() else {
+            return Vec::new();
+        };
+        let current = job.is_running()
+            && job.worker_id.as_deref() == Some(worker.as_str())
+            && status.attempt == Some(job.attempt);
+        if !current {
+            let mut out = Vec::new();
+            if status.state == JobState::Processing {
+                out.push(self.fence(&worker, job_id));
+            }
+            // Put the truth back on the retained topic.
+            if job.state != JobState::Processing && status.state != job.state {
+                out.push(self.status_publish(&job, now));
+            }
+            return out;
+        }
+        job.updated_at = now.ms;
+        let mut out = Vec::new();
+        match status.state {
+            JobState::Processing => {
+                let became = job.state != JobState::Processing;
+                let resume_moved =
+                    status.segments_done.is_some() && status.segments_done != job.segments_done;
+                job.state = JobState::Processing;
+                job.started_at.get_or_insert(now.ms);
+                if job.processing_since.is_none() {
+                    job.processing_since = status.timestamp.or(Some(now.ms));
+                }
+                job.progress = status.progress.clamp(0.0, 100.0);
+                job.fps = status.fps;
+                job.speed = status.speed;
+                job.eta_s = status.eta_s;
+                if status.stream_url.is_some() {
+                    job.stream_url = status.stream_url.clone();
+                }
+                if let (Some(n), Some(t)) = (status.segments_done, status.resume_time) {
+                    job.segments_done = Some(n);
+                    job.resume_time = Some(t);
+                }
+                if became {
+                    tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, "job processing");
+                }
+                if became || resume_moved {
+                    let _ = self.save(job);
+                } else {
+                    self.jobs.insert(job_id, job);
+                }
+            }
+            JobState::Completed => {
+                job.state = JobState::Completed;
+                job.progress = 100.0;
+                job.speed = None;
+                job.eta_s = None;
+                job.error = None;
+                job.error_kind = None;
+                job.finished_at = Some(now.ms);
+                if status.stream_url.is_some() {
+                    job.stream_url = status.stream_url.clone();
+                }
+                tracing::info!(%job_id, worker_id = %worker, "job completed");
+                let _ = self.save(job);
+                out.extend(self.dispatch(now));
+            }
+            JobState::Cancelled => {
+                job.state = JobState::Cancelled;
+                job.speed = None;
+                job.eta_s = None;
+                job.finished_at = Some(now.ms);
+                tracing::info!(%job_id, worker_id = %worker, "job cancelled on the worker");
+                let _ = self.save(job);
+                out.extend(self.dispatch(now));
+            }
+            JobState::Failed => {
+                let error = status.error.clone().unwrap_or_else(|| {
+                    format!("worker {worker} reported a failure without a reason")
+                });
+                match status.error_kind {
+                    Some(ErrorKind::Input) => {
+                        job.state = JobState::Failed;
+                        job.error = Some(error.clone());
+                        job.error_kind = Some(ErrorKind::Input);
+                        job.speed = None;
+                        job.eta_s = None;
+                        job.finished_at = Some(now.ms);
+                        tracing::warn!(%job_id, worker_id = %worker, "job failed (input, no retry): {error}");
+                        let _ = self.save(job.clone());
+                        out.push(self.status_publish(&job, now));
+                    }
+                    Some(ErrorKind::Busy) => out.extend(self.requeue(job, error, false, now)),
+                    _ => out.extend(self.requeue(job, error, true, now)),
+                }
+                out.extend(self.dispatch(now));
+            }
+            JobState::Queued | JobState::Assigned => {}
+        }
+        out
+    }
+
+    /// A message on `.../workers/{id}/heartbeat`.
+    pub fn on_heartbeat(
+        &mut self,
+        worker_id: &str,
+        payload: &[u8],
+        retained: bool,
+        now: Now,
+    ) -> Result<Vec<Publish>, String> {
+        let transition =
+            self.registry
+                .on_heartbeat(worker_id, payload, retained, now.instant, now.ms)?;
+        log_transition(worker_id, &transition);
+        let mut out = Vec::new();
+        if !retained {
+            if let Some(hb) = self.registry.heartbeat(worker_id).cloned() {
+                out.extend(self.reconcile(&hb, now));
+            }
+        }
+        if transition == Some(Transition::Online) {
+            out.extend(self.dispatch(now));
+        }
+        Ok(out)
+    }
+
+    /// A message on `.../workers/{id}/availability`.
+    pub fn on_availability(
+        &mut self,
+        worker_id: &str,
+        payload: &[u8],
+        now: Now,
+    ) -> Result<Vec<Publish>, String> {
+        let transition = self
+            .registry
+            .on_availability(worker_id, payload, now.instant, now.ms)?;
+        log_transition(worker_id, &transition);
+        Ok(match transition {
+            Some(Transition::Offline(_)) => self.tick(now),
+            Some(Transition::Online) => self.dispatch(now),
+            None => Vec::new(),
+        })
+    }
+
+    /// Compares what a live heartbeat says the worker runs with what we
+    /// gave it: fences copies of jobs that moved on, requeues jobs it no
+    /// longer runs (it restarted).
+    fn reconcile(&mut self, hb: &Heartbeat, now: Now) -> Vec<Publish> {
+        let worker_id = hb.worker_id.as_str();
+        let mut out = Vec::new();
+        for job_id in &hb.active_jobs {
+            if let Some(job) = self.jobs.get(job_id) {
+                let ours = job.is_running() && job.worker_id.as_deref() == Some(worker_id);
+                if !ours {
+                    out.push(self.fence(worker_id, *job_id));
+                }
+            }
+        }
+        let listed: HashSet<&Uuid> = hb.active_jobs.iter().collect();
+        let gone: Vec<Job> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.state == JobState::Processing
+                    && j.worker_id.as_deref() == Some(worker_id)
+                    && !listed.contains(&j.job_id)
+                    // A heartbeat made well after the run started must list it.
+                    && match (hb.timestamp, j.processing_since) {
+                        (Some(hb_ts), Some(since)) => hb_ts > since + 2_000,
+                        _ => false,
+                    }
+            })
+            .cloned()
+            .collect();
+        for job in gone {
+            let reason = format!("worker {worker_id} no longer runs the job (did it restart?)");
+            out.extend(self.requeue(job, reason, true, now));
+        }
+        if !out.is_empty() {
+            out.extend(self.dispatch(now));
+        }
+        out
+    }
+
+    // ----- time -----------------------------------------------------------
+
+    /// Worker timeouts, lost and stalled runs, dispatch, pruning.
+    pub fn tick(&mut self, now: Now) -> Vec<Publish> {
+        let mut out = Vec::new();
+        for (worker_id, transition) in self.registry.sweep(now.instant) {
+            log_transition(&worker_id, &Some(transition));
+        }
+        let boot_grace_over =
+            now.instant.saturating_duration_since(self.booted) >= self.settings.heartbeat_timeout;
+        let assign_ms = self.settings.assign_timeout.as_millis() as u64;
+        let mut lost: Vec<(Job, String, Option<String>)> = Vec::new();
+        for job in self.jobs.values().filter(|j| j.is_running()) {
+            let Some(worker) = job.worker_id.clone() else {
+                lost.push((job.clone(), "the job had no worker".into(), None));
+                continue;
+            };
+            match self.registry.is_online(&worker) {
+                Some(false) => lost.push((job.clone(), format!("worker {worker} was lost"), None)),
+                None if boot_grace_over => lost.push((
+                    job.clone(),
+                    format!("worker {worker} did not come back after the orchestrator restarted"),
+                    None,
+                )),
+                _ if job.state == JobState::Assigned
+                    && job.assigned_at.is_some_and(|t| now.ms > t + assign_ms) =>
+                {
+                    lost.push((
+                        job.clone(),
+                        format!(
+                            "worker {worker} did not start the job within {} s",
+                            self.settings.assign_timeout.as_secs()
+                        ),
+                        Some(worker),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for (job, reason, fence) in lost {
+            if let Some(w) = fence {
+                out.push(self.fence(&w, job.job_id));
+            }
+            out.extend(self.requeue(job, reason, true, now));
+        }
+        out.extend(self.dispatch(now));
+        out.extend(self.prune(now));
+        out
+    }
+
+    /// Back to the queue (ahead of newer jobs: it keeps its place), or
+    /// failed for good once `max_attempts` runs failed.
+    fn requeue(&mut self, mut job: Job, reason: String, counts: bool, now: Now) -> Vec<Publish> {
+        if counts {
+            job.failures += 1;
+        }
+        job.updated_at = now.ms;
+        job.speed = None;
+        job.eta_s = None;
+        job.fps = 0.0;
+        job.processing_since = None;
+        job.assigned_at = None;
+        if job.failures >= self.settings.max_attempts {
+            job.state = JobState::Failed;
+            job.error = Some(format!(
+                "gave up after {} failed runs; the last: {reason}",
+                job.failures
+            ));
+            job.error_kind = Some(ErrorKind::Worker);
+            job.finished_at = Some(now.ms);
+            tracing::warn!(job_id = %job.job_id, "job failed for good: {reason}");
+        } else {
+            job.state = JobState::Queued;
+            job.error = Some(format!("requeued: {reason}"));
+            job.error_kind = None;
+            job.stream_url = None;
+            tracing::warn!(job_id = %job.job_id, resume_at = ?job.resume_time, "job requeued: {reason}");
+        }
+        let _ = self.save(job.clone());
+        vec![self.status_publish(&job, now)]
+    }
+
+    /// Sends queued jobs, oldest first, to the best workers with a free
+    /// slot; stops at the first job nobody can take (first in, first out).
+    fn dispatch(&mut self, now: Now) -> Vec<Publish> {
+        let mut queued: Vec<(u64, Uuid)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| (j.seq, j.job_id))
+            .collect();
+        queued.sort();
+        let mut out = Vec::new();
+        for (_, job_id) in queued {
+            let mut held: HashMap<&str, u32> = HashMap::new();
+            for j in self.jobs.values().filter(|j| j.is_running()) {
+                if let Some(w) = j.worker_id.as_deref() {
+                    *held.entry(w).or_default() += 1;
+                }
+            }
+            let candidates: Vec<Candidate> = self
+                .registry
+                .with_heartbeats()
+                .map(|(hb, online)| Candidate {
+                    heartbeat: hb,
+                    online,
+                    // Jobs sent by hand count too: a busy worker refuses.
+                    assigned: held
+                        .get(hb.worker_id.as_str())
+                        .copied()
+                        .unwrap_or(0)
+                        .max(hb.active_jobs.len() as u32),
+                })
+                .collect();
+            let Some(mut job) = self.jobs.get(&job_id).cloned() else {
+                continue;
+            };
+            // A requeued job goes to another worker than the one that lost,
+            // refused or failed it, unless nobody else can take it.
+            let avoid = job.workers.last().map(String::as_str);
+            let others: Vec<Candidate> = candidates
+                .iter()
+                .filter(|c| Some(c.heartbeat.worker_id.as_str()) != avoid)
+                .cloned()
+                .collect();
+            let chosen = scheduler::pick(&others).or_else(|| scheduler::pick(&candidates));
+            let Some(worker) = chosen.map(str::to_string) else {
+                break;
+            };
+            job.attempt += 1;
+            job.state = JobState::Assigned;
+            job.worker_id = Some(worker.clone());
+            job.assigned_at = Some(now.ms);
+            job.updated_at = now.ms;
+            job.progress = job.progress.min(100.0);
+            job.workers.push(worker.clone());
+            let assignment = job.assignment();
+            tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, start_time = assignment.start_time, "job assigned");
+            if self.save(job.clone()).is_err() {
+                break;
+            }
+            out.push(Publish {
+                topic: self.topics.worker_jobs(&worker),
+                payload: wire::encode(&assignment),
+                retain: false,
+            });
+            out.push(self.status_publish(&job, now));
+        }
+        out
+    }
+
+    /// Forgets finished jobs past the retention time and clears their
+    /// retained status.
+    fn prune(&mut self, now: Now) -> Vec<Publish> {
+        let keep_ms = self.settings.retention.as_millis() as u64;
+        let old: Vec<Uuid> = self
+            .jobs
+            .values()
+            .filter(|j| j.state.is_final() && j.finished_at.is_some_and(|t| now.ms >= t + keep_ms))
+            .map(|j| j.job_id)
+            .collect();
+        let mut out = Vec::new();
+        for job_id in old {
+            if let Err(e) = self.store.remove(job_id) {
+                tracing::error!(%job_id, "cannot prune: {e}");
+                continue;
+            }
+            self.jobs.remove(&job_id);
+            tracing::info!(%job_id, "finished job pruned after state.retention_s");
+            out.push(self.clear(job_id));
+        }
+        while let Some((job_id, at)) = self.rejected.front().copied() {
+            if now.ms < at + keep_ms {
+                break;
+            }
+            self.rejected.pop_front();
+            out.push(self.clear(job_id));
+        }
+        out
+    }
+
+    fn clear(&self, job_id: Uuid) -> Publish {
+        Publish {
+            topic: self.topics.job_status(&job_id.to_string()),
+            payload: Vec::new(),
+            retain: true,
+        }
+    }
+
+    // ----- views ----------------------------------------------------------
+
+    pub fn job(&self, job_id: Uuid) -> Option<Job> {
+        self.jobs.get(&job_id).cloned()
+    }
+
+    /// Every job, in submission order.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self.jobs.values().cloned().collect();
+        jobs.sort_by_key(|j| j.seq);
+        jobs
+    }
+
+    /// Every known worker, with the jobs we gave it.
+    pub fn workers(&self) -> Vec<WorkerListing> {
+        let mut workers = self.registry.snapshot();
+        for w in &mut workers {
+            let mut ours: Vec<String> = self
+                .jobs
+                .values()
+                .filter(|j| j.is_running() && j.worker_id.as_deref() == Some(w.worker_id.as_str()))
+                .map(|j| j.job_id.to_string())
+                .collect();
+            for j in &w.jobs {
+                if !ours.contains(j) {
+                    ours.push(j.clone());
+                }
+            }
+            w.jobs = ours;
+        }
+        workers
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.registry.online_count()
+    }
+
+    /// Where a player should fetch the job's playlist now: `Ok(url)`, or
+    /// `Err(retry_after_s)` while no worker serves it yet.
+    pub fn stream_location(&self, job_id: Uuid) -> Option<Result<String, u64>> {
+        let job = self.jobs.get(&job_id)?;
+        Some(match (&job.stream_url, job.state) {
+            (Some(url), JobState::Processing | JobState::Completed) => Ok(url.clone()),
+            (_, s) if s.is_final() => Err(0),
+            _ => Err(2),
+        })
+    }
+}
+
+fn log_transition(worker_id: &str, transition: &Option<Transition>) {
+    match transition {
+        Some(Transition::Online) => tracing::info!(worker_id, "worker is online"),
+        Some(Transition::Offline(why)) => tracing::warn!(worker_id, "worker is offline: {why}"),
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

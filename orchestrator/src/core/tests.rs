@@ -1,0 +1,386 @@
+//! The state machine driven with real payloads and a real (temporary) store.
+
+use super::*;
+use serde_json::{json, Value};
+
+struct Rig {
+    core: Core,
+    now: Now,
+    _dir: tempfile::TempDir,
+}
+
+fn settings() -> CoreSettings {
+    CoreSettings {
+        heartbeat_timeout: Duration::from_secs(10),
+        max_attempts: 3,
+        assign_timeout: Duration::from_secs(20),
+        retention: Duration::from_secs(60),
+    }
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Now {
+            instant: Instant::now(),
+            ms: 1_000_000,
+        };
+        let core = Core::open(store, Topics::new("transcode").unwrap(), settings(), now).unwrap();
+        Rig {
+            core,
+            now,
+            _dir: dir,
+        }
+    }
+
+    /// Closes the store and opens it again, as after a crash.
+    fn restart(self) -> Rig {
+        let Rig { core, now, _dir } = self;
+        drop(core);
+        let store = Store::open(_dir.path()).unwrap();
+        let core = Core::open(store, Topics::new("transcode").unwrap(), settings(), now).unwrap();
+        Rig { core, now, _dir }
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now.instant += Duration::from_secs(secs);
+        self.now.ms += secs * 1000;
+    }
+
+    fn worker(&mut self, id: &str, encoders: &[&str], active: &[Uuid]) -> Vec<Publish> {
+        let hb = json!({"worker_id": id, "ip_address": "10.0.0.2", "port": 8080, "os": "linux",
+            "hw_accel": [], "status": if active.is_empty() {"idle"} else {"working"}, "cpu_usage": 5,
+            "max_jobs": 1, "encoders": encoders, "active_jobs": active, "interval_s": 1, "timestamp": self.now.ms});
+        let now = self.now;
+        self.core
+            .on_heartbeat(id, hb.to_string().as_bytes(), false, now)
+            .unwrap()
+    }
+
+    fn submit(&mut self, source: &str) -> (Uuid, Vec<Publish>) {
+        let req: JobRequest = wire::decode(
+            json!({"source_path": source, "resolution": "720p", "bitrate": "1M"})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        let now = self.now;
+        let (job, out) = self.core.submit(req, now).unwrap();
+        (job.job_id, out)
+    }
+
+    fn status(
+        &mut self,
+        job_id: Uuid,
+        worker: &str,
+        state: &str,
+        attempt: u32,
+        extra: Value,
+    ) -> Vec<Publish> {
+        let mut s = json!({"job_id": job_id, "state": state, "progress": 10, "fps": 30,
+            "worker_id": worker, "attempt": attempt, "timestamp": self.now.ms});
+        if let (Some(obj), Some(more)) = (s.as_object_mut(), extra.as_object()) {
+            obj.extend(more.clone());
+        }
+        let now = self.now;
+        self.core
+            .on_status(&job_id.to_string(), s.to_string().as_bytes(), now)
+    }
+
+    fn job(&self, id: Uuid) -> Job {
+        self.core.job(id).unwrap()
+    }
+}
+
+fn assignments(out: &[Publish]) -> Vec<(String, Value)> {
+    out.iter()
+        .filter(|p| p.topic.ends_with("/jobs"))
+        .map(|p| (p.topic.clone(), serde_json::from_slice(&p.payload).unwrap()))
+        .collect()
+}
+
+fn fences(out: &[Publish]) -> Vec<String> {
+    out.iter()
+        .filter(|p| p.topic.ends_with("/cancel"))
+        .filter(|p| serde_json::from_slice::<Value>(&p.payload).is_ok_and(|v| v["fenced"] == true))
+        .map(|p| p.topic.clone())
+        .collect()
+}
+
+const SW: &[&str] = &["libx264"];
+
+#[test]
+fn first_in_first_out_one_job_per_free_slot() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    r.worker("b", SW, &[]);
+    let ids: Vec<Uuid> = (0..5).map(|i| r.submit(&format!("{i}.mkv")).0).collect();
+    let states: Vec<JobState> = ids.iter().map(|id| r.job(*id).state).collect();
+    assert_eq!(
+        states,
+        vec![
+            JobState::Assigned,
+            JobState::Assigned,
+            JobState::Queued,
+            JobState::Queued,
+            JobState::Queued
+        ]
+    );
+    assert_ne!(r.job(ids[0]).worker_id, r.job(ids[1]).worker_id);
+    let w0 = r.job(ids[0]).worker_id.unwrap();
+    r.status(ids[0], &w0, "processing", 1, json!({}));
+    let out = r.status(ids[0], &w0, "completed", 1, json!({"progress": 100}));
+    // The next in line goes to the worker that became free.
+    assert_eq!(
+        assignments(&out)[0].0,
+        format!("transcode/workers/{w0}/jobs")
+    );
+    assert_eq!(assignments(&out)[0].1["job_id"], json!(ids[2]));
+    assert_eq!(r.job(ids[3]).state, JobState::Queued);
+}
+
+#[test]
+fn a_lost_worker_s_job_resumes_elsewhere_after_its_last_segment() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, out) = r.submit("movie.mkv");
+    assert_eq!(assignments(&out)[0].1["attempt"], 1);
+    r.worker("b", SW, &[]);
+    r.status(
+        id,
+        "a",
+        "processing",
+        1,
+        json!({"segments_done": 3, "resume_time": 12.0, "stream_url": "http://a/hls"}),
+    );
+    let now = r.now;
+    let out = r.core.on_availability("a", b"offline", now).unwrap();
+    let sent = assignments(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(sent[0].0, "transcode/workers/b/jobs");
+    assert_eq!(sent[0].1["attempt"], 2);
+    assert_eq!(sent[0].1["start_time"], 12.0);
+    assert_eq!(sent[0].1["segment_offset"], 3);
+    assert_eq!(sent[0].1["origin_time"], 0.0);
+    let job = r.job(id);
+    assert_eq!(
+        (job.state, job.failures, job.workers.clone()),
+        (JobState::Assigned, 1, vec!["a".into(), "b".into()])
+    );
+    assert_eq!(job.stream_url, None, "the dead worker's URL is gone");
+    // The old worker's late status is stale: it is told to stop.
+    let out = r.status(id, "a", "processing", 1, json!({}));
+    assert_eq!(fences(&out), vec!["transcode/workers/a/cancel"]);
+}
+
+#[test]
+fn failures_by_kind() {
+    struct Case {
+        kind: &'static str,
+        state: JobState,
+        failures: u32,
+    }
+    let cases = [
+        Case {
+            kind: "input",
+            state: JobState::Failed,
+            failures: 0,
+        },
+        Case {
+            kind: "busy",
+            state: JobState::Assigned,
+            failures: 0,
+        },
+        Case {
+            kind: "worker",
+            state: JobState::Assigned,
+            failures: 1,
+        },
+    ];
+    for case in cases {
+        let mut r = Rig::new();
+        r.worker("a", SW, &[]);
+        let (id, _) = r.submit("x.mkv");
+        r.status(
+            id,
+            "a",
+            "failed",
+            1,
+            json!({"error": "boom", "error_kind": case.kind}),
+        );
+        let job = r.job(id);
+        assert_eq!(
+            (job.state, job.failures),
+            (case.state, case.failures),
+            "{}",
+            case.kind
+        );
+    }
+    // Three failed runs: failed for good, with the reason.
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    for attempt in 1..=3 {
+        r.status(
+            id,
+            "a",
+            "failed",
+            attempt,
+            json!({"error": "encoder crashed", "error_kind": "worker"}),
+        );
+    }
+    let job = r.job(id);
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.error.unwrap().contains("encoder crashed"));
+}
+
+#[test]
+fn stalled_assignments_move_and_the_old_worker_is_fenced() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    r.worker("b", SW, &[]);
+    r.advance(21);
+    r.worker("a", SW, &[]);
+    r.worker("b", SW, &[]);
+    let now = r.now;
+    let out = r.core.tick(now);
+    assert_eq!(fences(&out), vec!["transcode/workers/a/cancel"]);
+    assert_eq!(r.job(id).worker_id.as_deref(), Some("b"));
+    // `a` comes back saying it runs the job: fenced again.
+    let out = r.worker("a", SW, &[id]);
+    assert_eq!(fences(&out), vec!["transcode/workers/a/cancel"]);
+}
+
+#[test]
+fn a_restart_keeps_what_runs_and_requeues_what_does_not() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    r.worker("b", SW, &[]);
+    let (kept, _) = r.submit("kept.mkv");
+    let (lost, _) = r.submit("lost.mkv");
+    let (waiting, _) = r.submit("waiting.mkv");
+    let a = r.job(kept).worker_id.unwrap();
+    let b = r.job(lost).worker_id.unwrap();
+    r.status(kept, &a, "processing", 1, json!({}));
+    r.status(lost, &b, "processing", 1, json!({}));
+    let mut r = r.restart();
+    assert_eq!(r.job(waiting).state, JobState::Queued);
+    assert_eq!(r.job(kept).state, JobState::Processing);
+    r.advance(5);
+    // `a` still runs its job; `b` restarted and runs nothing.
+    r.worker(&a, SW, &[kept]);
+    r.worker(&b, SW, &[]);
+    assert_eq!(r.job(kept).state, JobState::Processing);
+    assert_eq!(r.job(kept).attempt, 1);
+    let lost_job = r.job(lost);
+    assert_eq!(lost_job.attempt, 2, "{lost_job:?}");
+    assert_eq!(lost_job.worker_id.as_deref(), Some(b.as_str()));
+    assert_eq!(
+        r.job(waiting).state,
+        JobState::Queued,
+        "FIFO: behind the requeued job"
+    );
+}
+
+#[test]
+fn workers_that_never_come_back_lose_their_jobs_after_the_grace() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    let mut r = r.restart();
+    let now = r.now;
+    r.core.tick(now);
+    assert_eq!(r.job(id).state, JobState::Processing, "within the grace");
+    r.advance(11);
+    let now = r.now;
+    r.core.tick(now);
+    assert_eq!(r.job(id).state, JobState::Queued);
+}
+
+#[test]
+fn cancel_reaches_the_worker_and_is_final() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    let now = r.now;
+    let (job, out) = r.core.cancel(id, now).unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert!(out.iter().any(|p| p.topic == "transcode/workers/a/cancel"));
+    assert!(matches!(r.core.cancel(id, now), Err(JobError::Conflict(_))));
+    assert!(matches!(
+        r.core.cancel(Uuid::new_v4(), now),
+        Err(JobError::NotFound(_))
+    ));
+    // The worker's late `processing` is fenced.
+    let out = r.status(id, "a", "processing", 1, json!({}));
+    assert_eq!(fences(&out).len(), 1);
+    assert_eq!(r.job(id).state, JobState::Cancelled);
+}
+
+#[test]
+fn resubmits_and_conflicts() {
+    let mut r = Rig::new();
+    let id = Uuid::new_v4();
+    let req = |bitrate: &str| -> JobRequest {
+        wire::decode(
+            json!({"job_id": id, "source_path": "a.mkv", "resolution": "720p", "bitrate": bitrate})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    let now = r.now;
+    r.core.submit(req("1M"), now).unwrap();
+    let (again, out) = r.core.submit(req("1M"), now).unwrap();
+    assert_eq!(again.job_id, id);
+    assert!(out.is_empty());
+    assert!(matches!(
+        r.core.submit(req("2M"), now),
+        Err(JobError::Conflict(_))
+    ));
+}
+
+#[test]
+fn finished_jobs_are_pruned_and_their_topic_cleared() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    r.status(id, "a", "completed", 1, json!({"progress": 100}));
+    r.advance(61);
+    r.worker("a", SW, &[]);
+    let now = r.now;
+    let out = r.core.tick(now);
+    assert!(out
+        .iter()
+        .any(|p| p.topic == format!("transcode/jobs/{id}/status")
+            && p.payload.is_empty()
+            && p.retain));
+    assert!(r.core.job(id).is_none());
+    let r = r.restart();
+    assert!(r.core.job(id).is_none(), "gone from the store too");
+}
+
+#[test]
+fn own_and_foreign_statuses_change_nothing() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    let before = r.job(id);
+    let now = r.now;
+    let cases: Vec<Vec<u8>> = vec![
+        json!({"job_id": id, "state": "queued", "progress": 0, "fps": 0}).to_string().into_bytes(),
+        json!({"job_id": id, "state": "completed", "progress": 100, "fps": 0}).to_string().into_bytes(),
+        json!({"job_id": id, "state": "completed", "progress": 100, "fps": 0, "worker_id": "a", "attempt": 7}).to_string().into_bytes(),
+        json!({"job_id": Uuid::new_v4(), "state": "completed", "worker_id": "a", "attempt": 1}).to_string().into_bytes(),
+        b"garbage".to_vec(),
+        Vec::new(),
+    ];
+    for payload in cases {
+        r.core.on_status(&id.to_string(), &payload, now);
+        assert_eq!(r.job(id), before, "{}", String::from_utf8_lossy(&payload));
+    }
+    r.core.on_status("not-a-uuid", b"{}", now);
+}

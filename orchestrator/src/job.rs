@@ -1,0 +1,194 @@
+//! A job as the orchestrator keeps it: the request, where it stands, who
+//! holds it, and where it would resume. This is the record in the store and
+//! the JSON of `GET /api/jobs/{id}`.
+
+use serde::{Deserialize, Serialize};
+use transcode_common::validate::{Bitrate, Resolution};
+use transcode_common::wire::{ErrorKind, JobAssignment, JobRequest, JobState, JobStatus};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub job_id: Uuid,
+    pub source_path: String,
+    pub resolution: Resolution,
+    pub bitrate: Bitrate,
+    pub start_time: f64,
+    pub is_mesh_mode: bool,
+    pub state: JobState,
+    /// The worker holding the job now (assigned or processing), or the last
+    /// one that did.
+    pub worker_id: Option<String>,
+    pub progress: f64,
+    pub fps: f64,
+    pub speed: Option<f64>,
+    pub eta_s: Option<f64>,
+    pub stream_url: Option<String>,
+    /// Number of the current (or last) run; 0 before the first assignment.
+    pub attempt: u32,
+    /// Runs that failed for a reason another worker may not have: counted
+    /// against `scheduler.max_attempts`.
+    pub failures: u32,
+    pub error: Option<String>,
+    pub error_kind: Option<ErrorKind>,
+    /// Submission order: the queue is first in, first out.
+    pub seq: u64,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub assigned_at: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    /// Where the next run starts: the first segment not yet complete.
+    pub resume_time: Option<f64>,
+    pub segments_done: Option<u64>,
+    /// The worker clock's time of the current run's first `processing`
+    /// status: a later heartbeat from that worker must list the job.
+    pub processing_since: Option<u64>,
+    /// Every worker that ran the job, in order.
+    pub workers: Vec<String>,
+    /// Something a person should know about how the job runs.
+    pub note: Option<String>,
+}
+
+/// Said on split jobs until splitting ships.
+pub const MESH_NOTE: &str =
+    "is_mesh_mode: split jobs are not supported yet; this job runs whole on one worker";
+
+impl Job {
+    pub fn from_request(req: &JobRequest, job_id: Uuid, seq: u64, now_ms: u64) -> Job {
+        Job {
+            job_id,
+            source_path: req.source_path.clone(),
+            resolution: req.resolution,
+            bitrate: req.bitrate,
+            start_time: req.start_time,
+            is_mesh_mode: req.is_mesh_mode,
+            state: JobState::Queued,
+            worker_id: None,
+            progress: 0.0,
+            fps: 0.0,
+            speed: None,
+            eta_s: None,
+            stream_url: None,
+            attempt: 0,
+            failures: 0,
+            error: None,
+            error_kind: None,
+            seq,
+            created_at: now_ms,
+            updated_at: now_ms,
+            assigned_at: None,
+            started_at: None,
+            finished_at: None,
+            resume_time: None,
+            segments_done: None,
+            processing_since: None,
+            workers: Vec::new(),
+            note: req.is_mesh_mode.then(|| MESH_NOTE.to_string()),
+        }
+    }
+
+    /// Whether this job is the same request as `req` (an idempotent resubmit).
+    pub fn same_request(&self, req: &JobRequest) -> bool {
+        self.source_path == req.source_path
+            && self.resolution == req.resolution
+            && self.bitrate == req.bitrate
+            && self.start_time == req.start_time
+            && self.is_mesh_mode == req.is_mesh_mode
+    }
+
+    /// The order for the worker that gets the next run.
+    pub fn assignment(&self) -> JobAssignment {
+        let resume = self.resume_time.filter(|t| *t > self.start_time);
+        JobAssignment {
+            job_id: self.job_id,
+            source_path: self.source_path.clone(),
+            resolution: self.resolution,
+            bitrate: self.bitrate,
+            start_time: resume.unwrap_or(self.start_time),
+            is_mesh_mode: self.is_mesh_mode,
+            attempt: self.attempt,
+            duration: None,
+            segment_offset: resume.and(self.segments_done).filter(|n| *n > 0),
+            origin_time: resume.map(|_| self.start_time),
+        }
+    }
+
+    /// The retained status the orchestrator publishes for this job.
+    pub fn status(&self, now_ms: u64) -> JobStatus {
+        JobStatus {
+            job_id: self.job_id,
+            state: self.state,
+            progress: self.progress,
+            fps: self.fps,
+            stream_url: self.stream_url.clone(),
+            worker_id: self.worker_id.clone(),
+            speed: self.speed,
+            eta_s: self.eta_s,
+            error: self.error.clone(),
+            error_kind: self.error_kind,
+            segments_done: self.segments_done,
+            resume_time: self.resume_time,
+            attempt: (self.attempt > 0).then_some(self.attempt),
+            timestamp: Some(now_ms),
+        }
+    }
+
+    /// Is the job held by a worker right now?
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, JobState::Assigned | JobState::Processing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> JobRequest {
+        transcode_common::wire::decode(
+            br#"{"source_path":"a.mkv","resolution":"720p","bitrate":"1M","start_time":6}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn assignments_resume_after_the_last_segment() {
+        let mut job = Job::from_request(&request(), Uuid::new_v4(), 1, 0);
+        job.attempt = 1;
+        let a = job.assignment();
+        assert_eq!(
+            (a.start_time, a.segment_offset, a.origin_time),
+            (6.0, None, None)
+        );
+
+        job.attempt = 2;
+        job.resume_time = Some(14.0);
+        job.segments_done = Some(2);
+        let a = job.assignment();
+        assert_eq!(
+            (a.start_time, a.segment_offset, a.origin_time),
+            (14.0, Some(2), Some(6.0))
+        );
+        assert_eq!(a.attempt, 2);
+        assert!(a.validate().is_ok());
+
+        // A resume point at the start is no resume.
+        job.resume_time = Some(6.0);
+        job.segments_done = Some(0);
+        let a = job.assignment();
+        assert_eq!(
+            (a.start_time, a.segment_offset, a.origin_time),
+            (6.0, None, None)
+        );
+    }
+
+    #[test]
+    fn mesh_jobs_say_they_run_whole() {
+        let mut req = request();
+        req.is_mesh_mode = true;
+        let job = Job::from_request(&req, Uuid::new_v4(), 1, 0);
+        assert_eq!(job.note.as_deref(), Some(MESH_NOTE));
+        assert!(job.same_request(&req));
+        assert!(!job.same_request(&request()));
+    }
+}
