@@ -10,9 +10,11 @@
 //! - [`config`]: loading a binary's configuration from built-in defaults, an
 //!   optional TOML file and `TRANSCODE_...` environment variables.
 //! - [`mqtt`]: one self-healing MQTT connection (backoff, reconnect events).
+//! - [`metrics`]: Prometheus text exposition for `/metrics`.
 //! - [`mqtt_url`]: parsing `mqtt://host:port` broker addresses.
 
 pub mod config;
+pub mod metrics;
 pub mod mqtt;
 pub mod mqtt_url;
 pub mod topics;

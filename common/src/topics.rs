@@ -13,10 +13,12 @@ pub enum Topic {
     WorkerAvailability(String),
     WorkerJobs(String),
     WorkerCancel(String),
+    WorkerJob(String),
     JobStatus(String),
     JobCancel(String),
     JobsSubmit,
     OrchestratorAvailability,
+    OrchestratorStats,
 }
 
 impl Topics {
@@ -51,6 +53,11 @@ impl Topics {
     pub fn worker_jobs(&self, worker_id: &str) -> String {
         format!("{}/workers/{worker_id}/jobs", self.prefix)
     }
+    /// The status of the job a worker runs now (retained; `idle` when none),
+    /// so dashboards have one fixed topic per worker.
+    pub fn worker_job(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/job", self.prefix)
+    }
     pub fn worker_cancel(&self, worker_id: &str) -> String {
         format!("{}/workers/{worker_id}/cancel", self.prefix)
     }
@@ -63,6 +70,11 @@ impl Topics {
     }
     pub fn jobs_submit(&self) -> String {
         format!("{}/jobs/submit", self.prefix)
+    }
+    /// Counters of the whole system (retained): queued and running jobs,
+    /// workers online.
+    pub fn orchestrator_stats(&self) -> String {
+        format!("{}/orchestrator/stats", self.prefix)
     }
     pub fn orchestrator_availability(&self) -> String {
         format!("{}/orchestrator/availability", self.prefix)
@@ -97,6 +109,7 @@ impl Topics {
                     "availability" => Some(Topic::WorkerAvailability(id)),
                     "jobs" => Some(Topic::WorkerJobs(id)),
                     "cancel" => Some(Topic::WorkerCancel(id)),
+                    "job" => Some(Topic::WorkerJob(id)),
                     _ => None,
                 }
             }
@@ -104,6 +117,7 @@ impl Topics {
             ["jobs", id, "status"] if !id.is_empty() => Some(Topic::JobStatus(id.to_string())),
             ["jobs", id, "cancel"] if !id.is_empty() => Some(Topic::JobCancel(id.to_string())),
             ["orchestrator", "availability"] => Some(Topic::OrchestratorAvailability),
+            ["orchestrator", "stats"] => Some(Topic::OrchestratorStats),
             _ => None,
         }
     }

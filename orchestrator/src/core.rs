@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use transcode_common::metrics::{Exposition, Histogram};
 use transcode_common::topics::Topics;
 use transcode_common::wire::{self, ErrorKind, Heartbeat, JobRequest, JobState, JobStatus};
 use uuid::Uuid;
@@ -70,7 +71,26 @@ pub enum JobError {
 /// One worker as `GET /api/workers` shows it, with the jobs we gave it.
 pub type WorkerListing = WorkerView;
 
+/// What `/metrics` counts since this process started.
+struct Metrics {
+    /// Seconds from entering the queue to being assigned.
+    dispatch_latency: Histogram,
+    /// Seconds from the first `processing` to `completed`.
+    job_duration: Histogram,
+    submitted: u64,
+    requeues: u64,
+    finished: HashMap<JobState, u64>,
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+const DURATION_BOUNDS: &[f64] = &[
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+];
+
 pub struct Core {
+    metrics: Metrics,
     registry: Registry,
     jobs: HashMap<Uuid, Job>,
     store: Store,
@@ -105,6 +125,13 @@ impl Core {
             .count();
         tracing::info!(jobs = jobs.len(), running, queued, "job store loaded");
         Ok(Core {
+            metrics: Metrics {
+                dispatch_latency: Histogram::new(LATENCY_BOUNDS),
+                job_duration: Histogram::new(DURATION_BOUNDS),
+                submitted: 0,
+                requeues: 0,
+                finished: HashMap::new(),
+            },
             registry: Registry::new(settings.heartbeat_timeout),
             jobs,
             store,
@@ -114,6 +141,18 @@ impl Core {
             booted: now.instant,
             rejected: VecDeque::new(),
         })
+    }
+
+    /// Counts a job that just reached a final state.
+    fn count_final(&mut self, job: &Job) {
+        *self.metrics.finished.entry(job.state).or_default() += 1;
+        if job.state == JobState::Completed {
+            if let (Some(start), Some(end)) = (job.started_at, job.finished_at) {
+                self.metrics
+                    .job_duration
+                    .observe(end.saturating_sub(start) as f64 / 1000.0);
+            }
+        }
     }
 
     fn save(&mut self, job: Job) -> Result<(), JobError> {
@@ -175,6 +214,7 @@ impl Core {
         }
         let job = Job::from_request(&req, job_id, self.next_seq, now.ms);
         self.next_seq += 1;
+        self.metrics.submitted += 1;
         self.save(job.clone())?;
         tracing::info!(%job_id, source = %job.source_path, "job queued");
         let mut out = vec![self.status_publish(&job, now)];
@@ -232,6 +272,7 @@ impl Core {
         job.finished_at = Some(now.ms);
         job.updated_at = now.ms;
         tracing::info!(%job_id, "job cancelled");
+        self.count_final(&job);
         let saved = self.save(job.clone());
         out.push(self.status_publish(&job, now));
         out.extend(self.dispatch(now));
@@ -331,6 +372,7 @@ impl Core {
                     job.stream_url = status.stream_url.clone();
                 }
                 tracing::info!(%job_id, worker_id = %worker, "job completed");
+                self.count_final(&job);
                 let _ = self.save(job);
                 out.extend(self.dispatch(now));
             }
@@ -340,6 +382,7 @@ impl Core {
                 job.eta_s = None;
                 job.finished_at = Some(now.ms);
                 tracing::info!(%job_id, worker_id = %worker, "job cancelled on the worker");
+                self.count_final(&job);
                 let _ = self.save(job);
                 out.extend(self.dispatch(now));
             }
@@ -356,6 +399,7 @@ impl Core {
                         job.eta_s = None;
                         job.finished_at = Some(now.ms);
                         tracing::warn!(%job_id, worker_id = %worker, "job failed (input, no retry): {error}");
+                        self.count_final(&job);
                         let _ = self.save(job.clone());
                         out.push(self.status_publish(&job, now));
                     }
@@ -522,7 +566,10 @@ impl Core {
             job.error_kind = Some(ErrorKind::Worker);
             job.finished_at = Some(now.ms);
             tracing::warn!(job_id = %job.job_id, "job failed for good: {reason}");
+            self.count_final(&job);
         } else {
+            self.metrics.requeues += 1;
+            job.queued_at = now.ms;
             job.state = JobState::Queued;
             job.error = Some(format!("requeued: {reason}"));
             job.error_kind = None;
@@ -587,6 +634,9 @@ impl Core {
             job.updated_at = now.ms;
             job.progress = job.progress.min(100.0);
             job.workers.push(worker.clone());
+            self.metrics
+                .dispatch_latency
+                .observe(now.ms.saturating_sub(job.queued_at) as f64 / 1000.0);
             let assignment = job.assignment();
             tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, start_time = assignment.start_time, "job assigned");
             if self.save(job.clone()).is_err() {
@@ -675,6 +725,87 @@ impl Core {
 
     pub fn online_count(&self) -> usize {
         self.registry.online_count()
+    }
+
+    /// Jobs per state now.
+    pub fn job_counts(&self) -> Vec<(JobState, usize)> {
+        [
+            JobState::Queued,
+            JobState::Assigned,
+            JobState::Processing,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .map(|s| (s, self.jobs.values().filter(|j| j.state == s).count()))
+        .collect()
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub fn metrics_text(&self) -> String {
+        let counts = self.job_counts();
+        let labels: Vec<[(&str, &str); 1]> = counts
+            .iter()
+            .map(|(s, _)| [("state", s.as_str())])
+            .collect();
+        let jobs: Vec<(&[(&str, &str)], f64)> = labels
+            .iter()
+            .zip(&counts)
+            .map(|(l, (_, n))| (&l[..], *n as f64))
+            .collect();
+        let finals = [JobState::Completed, JobState::Failed, JobState::Cancelled];
+        let final_labels: Vec<[(&str, &str); 1]> =
+            finals.iter().map(|s| [("state", s.as_str())]).collect();
+        let finished: Vec<(&[(&str, &str)], f64)> = final_labels
+            .iter()
+            .zip(finals)
+            .map(|(l, s)| {
+                (
+                    &l[..],
+                    self.metrics.finished.get(&s).copied().unwrap_or(0) as f64,
+                )
+            })
+            .collect();
+        let known = self.registry.snapshot().len();
+        let mut e = Exposition::new();
+        e.gauge(
+            "transcode_workers_online",
+            "Workers online now.",
+            &[(&[], self.online_count() as f64)],
+        )
+        .gauge(
+            "transcode_workers_known",
+            "Workers known, online or not.",
+            &[(&[], known as f64)],
+        )
+        .gauge("transcode_jobs", "Jobs in the store, by state.", &jobs)
+        .counter(
+            "transcode_jobs_submitted_total",
+            "Jobs accepted since the orchestrator started.",
+            &[(&[], self.metrics.submitted as f64)],
+        )
+        .counter(
+            "transcode_jobs_finished_total",
+            "Jobs that reached a final state since the orchestrator started.",
+            &finished,
+        )
+        .counter(
+            "transcode_job_requeues_total",
+            "Runs sent back to the queue (worker lost, refused, stalled or failed).",
+            &[(&[], self.metrics.requeues as f64)],
+        )
+        .histogram(
+            "transcode_dispatch_latency_seconds",
+            "Time from entering the queue to being assigned to a worker.",
+            &self.metrics.dispatch_latency,
+        )
+        .histogram(
+            "transcode_job_duration_seconds",
+            "Time from the first processing status to completed.",
+            &self.metrics.job_duration,
+        );
+        e.finish()
     }
 
     /// Where a player should fetch the job's playlist now: `Ok(url)`, or

@@ -9,6 +9,7 @@
 //! | `GET /api/workers` | every known worker |
 //! | `GET /stream/{id}/index.m3u8` | `302` to the worker serving it; `503` + `Retry-After` until then |
 //! | `GET /healthz` | liveness |
+//! | `GET /metrics` | Prometheus text |
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -156,6 +157,20 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             }
         });
 
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|s: ApiState| {
+            let text = s.core().metrics_text();
+            Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    transcode_common::metrics::CONTENT_TYPE,
+                )
+                .body(Bytes::from(text).into())
+                .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "metrics failed"))
+        });
+
     let health = warp::path!("healthz")
         .and(warp::get())
         .and(with_state)
@@ -176,6 +191,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(stream)
         .unify()
         .or(health)
+        .unify()
+        .or(metrics)
         .unify()
         .recover(handle_rejection)
 }

@@ -35,6 +35,9 @@ pub struct Job {
     pub seq: u64,
     pub created_at: u64,
     pub updated_at: u64,
+    /// When the job last entered the queue (submission or requeue).
+    #[serde(default)]
+    pub queued_at: u64,
     pub assigned_at: Option<u64>,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
@@ -77,6 +80,7 @@ impl Job {
             seq,
             created_at: now_ms,
             updated_at: now_ms,
+            queued_at: now_ms,
             assigned_at: None,
             started_at: None,
             finished_at: None,

@@ -80,25 +80,6 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
         encoders: report.encoders(),
     };
 
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        warp::serve(http::routes(
-            worker_id.clone(),
-            config.transcode.output_dir.clone(),
-        ))
-        .incoming(listener)
-        .graceful(async {
-            let _ = http_stopped.await;
-        })
-        .run(),
-    );
-    tracing::info!(
-        worker_id = %worker_id,
-        stream_base = %format!("http://{}:{port}/hls/", net::url_host(&advertise_host)),
-        "HTTP server listening on {}",
-        std::net::SocketAddr::new(listen.ip(), port)
-    );
-
     let mut opts = mqtt::options(
         &format!("worker-{worker_id}"),
         &broker,
@@ -150,6 +131,32 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
             config.transcode.output_dir.display()
         ),
     }
+    let metrics: http::MetricsSource = {
+        let jobs = jobs.clone();
+        let max_jobs = config.transcode.max_jobs;
+        let report = report.clone();
+        std::sync::Arc::new(move || crate::metrics::render(&jobs.metrics(), max_jobs, &report))
+    };
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        warp::serve(http::routes(
+            worker_id.clone(),
+            config.transcode.output_dir.clone(),
+            metrics,
+        ))
+        .incoming(listener)
+        .graceful(async {
+            let _ = http_stopped.await;
+        })
+        .run(),
+    );
+    tracing::info!(
+        worker_id = %worker_id,
+        stream_base = %format!("http://{}:{port}/hls/", net::url_host(&advertise_host)),
+        "HTTP server listening on {}",
+        std::net::SocketAddr::new(listen.ip(), port)
+    );
+
     let session = Session {
         client: client.clone(),
         topics: topics.clone(),

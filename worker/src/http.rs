@@ -1,4 +1,5 @@
-//! The worker's HTTP server (warp): the HLS streams of its jobs, and health.
+//! The worker's HTTP server (warp): the HLS streams of its jobs, health and
+//! metrics.
 //!
 //! Only `GET /hls/{job_id}/index.m3u8` and `GET /hls/{job_id}/seg<N>.ts` are
 //! served, where `job_id` parses as a UUID and the file name matches exactly:
@@ -16,11 +17,24 @@ use warp::Filter;
 
 use crate::command::{self, PLAYLIST};
 
+/// Renders `/metrics` on request.
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
+
 pub fn routes(
     worker_id: String,
     output_dir: PathBuf,
+    metrics: MetricsSource,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let output_dir = Arc::new(output_dir);
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        Response::builder()
+            .header(
+                header::CONTENT_TYPE,
+                transcode_common::metrics::CONTENT_TYPE,
+            )
+            .body(Bytes::from(metrics()).into())
+            .unwrap_or_else(|_| not_found())
+    });
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(move || warp::reply::json(&json!({"status": "ok", "worker_id": worker_id})));
@@ -41,6 +55,8 @@ pub fn routes(
     health
         .map(warp::Reply::into_response)
         .or(hls)
+        .unify()
+        .or(metrics)
         .unify()
         .or(preflight.map(warp::Reply::into_response))
         .unify()

@@ -74,6 +74,18 @@ struct State {
     running: HashMap<Uuid, Running>,
     seen: VecDeque<(Uuid, u32)>,
     shutting_down: bool,
+    /// Frames per second of each running job, for `/metrics`.
+    fps: HashMap<Uuid, f64>,
+    /// Assignments by how they ended, for `/metrics`.
+    results: HashMap<&'static str, u64>,
+}
+
+/// What `/metrics` reports about jobs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobMetrics {
+    pub active: usize,
+    pub fps: Vec<(Uuid, f64)>,
+    pub results: Vec<(&'static str, u64)>,
 }
 
 /// The job runner; cheap to clone.
@@ -116,6 +128,25 @@ impl Jobs {
         &self.inner.settings.worker_id
     }
 
+    fn count(&self, result: &'static str) {
+        *self.state().results.entry(result).or_default() += 1;
+    }
+
+    pub fn metrics(&self) -> JobMetrics {
+        let state = self.state();
+        let mut fps: Vec<(Uuid, f64)> = state.fps.iter().map(|(k, v)| (*k, *v)).collect();
+        fps.sort_by_key(|(id, _)| *id);
+        let results = ["completed", "failed", "cancelled", "refused"]
+            .into_iter()
+            .map(|r| (r, state.results.get(r).copied().unwrap_or(0)))
+            .collect();
+        JobMetrics {
+            active: state.running.len(),
+            fps,
+            results,
+        }
+    }
+
     /// Deletes the outputs a previous run of this worker left behind (only
     /// folders named like a job id) and makes sure the folder exists.
     pub fn clean_stale_outputs(&self) -> std::io::Result<usize> {
@@ -141,6 +172,7 @@ impl Jobs {
         {
             Ok(a) => a,
             Err(e) => {
+                self.count("failed");
                 let reason = format!("worker {worker_id} refused an assignment: {e}");
                 match wire::job_id_of(payload) {
                     Some(job_id) => {
@@ -216,6 +248,7 @@ impl Jobs {
             }
         };
         if let Some((reason, kind)) = refusal {
+            self.count("refused");
             tracing::warn!(worker_id, %job_id, attempt, "{reason}");
             let mut s = JobStatus::new(job_id, JobState::Failed);
             s.error = Some(reason);
@@ -345,6 +378,7 @@ impl Jobs {
         let job_id = a.job_id;
         let started = Instant::now();
         let outcome = self.encode(&a, stop).await;
+        self.state().fps.remove(&job_id);
         let worker_id = self.worker_id();
         let mut s = JobStatus::new(job_id, JobState::Failed);
         match outcome {
@@ -378,6 +412,7 @@ impl Jobs {
                 tracing::warn!(kind = ?kind, "job failed: {reason}");
             }
         }
+        self.count(s.state.as_str());
         self.publish(s, Some(a.attempt), true).await;
         self.finish(job_id, a.attempt);
     }
@@ -573,6 +608,7 @@ impl Jobs {
                     let out_time = p.out_time_s.unwrap_or(0.0);
                     status.progress = progress::percent(before + out_time, total);
                     status.fps = p.fps.unwrap_or(0.0);
+                    self.state().fps.insert(job_id, status.fps);
                     status.speed = p.speed;
                     status.eta_s = progress::eta(out_time, run_length, p.speed);
                     let (count, seconds) = scan_playlist(&playlist);

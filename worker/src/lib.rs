@@ -10,7 +10,8 @@
 //! - [`command`]: the FFmpeg command line (pure, tested by table).
 //! - [`progress`]: FFmpeg's `-progress` blocks and failure lines (pure).
 //! - [`jobs`]: assignments in, FFmpeg supervised, statuses out, cancels.
-//! - [`http`]: the warp server with the HLS streams.
+//! - [`http`]: the warp server with the HLS streams and `/metrics`.
+//! - [`metrics`]: the Prometheus text of `/metrics` (pure).
 //! - [`app`]: the process that ties them together ([`app::run`]).
 
 pub mod app;
@@ -21,6 +22,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod jobs;
 pub mod media;
+pub mod metrics;
 pub mod net;
 pub mod probe;
 pub mod progress;
