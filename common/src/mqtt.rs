@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
+    Packet, Publish,
+};
 use tokio::sync::mpsc;
 
 use crate::mqtt_url::BrokerAddr;
@@ -134,7 +137,7 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<SessionEvent>
             Ok(_) => {}
             Err(e) => {
                 failures += 1;
-                let reason = e.to_string();
+                let reason = describe(&e);
                 if failures == 1 {
                     tracing::warn!(%broker, error = %reason, "MQTT connection lost; reconnecting");
                     if tx.send(SessionEvent::Lost(reason)).is_err() {
@@ -151,9 +154,58 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<SessionEvent>
     }
 }
 
+/// A connection error as a sentence a person can act on.
+pub fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => "the broker refused our login; check broker.username and broker.password".into(),
+        ConnectionError::ConnectionRefused(code) => {
+            format!("the broker refused the connection ({code:?})")
+        }
+        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "nothing accepts connections there; is the broker (or the orchestrator) running, and is the address right?".into()
+        }
+        ConnectionError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            format!("the broker closed the connection ({io}); a refused login looks like this on some brokers: check broker.username and broker.password")
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_become_sentences() {
+        let cases: Vec<(ConnectionError, &str)> = vec![
+            (
+                ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized),
+                "broker.password",
+            ),
+            (
+                ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword),
+                "broker.username",
+            ),
+            (
+                ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+                "is the broker",
+            ),
+            (
+                ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionAborted)),
+                "refused login",
+            ),
+        ];
+        for (e, needle) in cases {
+            assert!(describe(&e).contains(needle), "{e:?}: {}", describe(&e));
+        }
+    }
 
     #[test]
     fn backoff_grows_to_a_cap_and_resets() {

@@ -91,6 +91,8 @@ const DURATION_BOUNDS: &[f64] = &[
 
 pub struct Core {
     metrics: Metrics,
+    /// The counters last published on the stats topic.
+    last_stats: Option<serde_json::Value>,
     registry: Registry,
     jobs: HashMap<Uuid, Job>,
     store: Store,
@@ -125,6 +127,7 @@ impl Core {
             .count();
         tracing::info!(jobs = jobs.len(), running, queued, "job store loaded");
         Ok(Core {
+            last_stats: None,
             metrics: Metrics {
                 dispatch_latency: Histogram::new(LATENCY_BOUNDS),
                 job_duration: Histogram::new(DURATION_BOUNDS),
@@ -188,12 +191,15 @@ impl Core {
 
     /// What the broker should hold after we (re)connect: the statuses we own.
     /// `processing` ones are the holding worker's to publish.
-    pub fn on_connected(&self, now: Now) -> Vec<Publish> {
-        self.jobs
+    pub fn on_connected(&mut self, now: Now) -> Vec<Publish> {
+        let mut out: Vec<Publish> = self
+            .jobs
             .values()
             .filter(|j| j.state != JobState::Processing)
             .map(|j| self.status_publish(j, now))
-            .collect()
+            .collect();
+        out.extend(self.stats(true));
+        out
     }
 
     // ----- intake -------------------------------------------------------
@@ -542,7 +548,27 @@ impl Core {
         }
         out.extend(self.dispatch(now));
         out.extend(self.prune(now));
+        out.extend(self.stats(false));
         out
+    }
+
+    /// The retained counters for dashboards, when they changed (or always).
+    fn stats(&mut self, always: bool) -> Option<Publish> {
+        let count = |f: &dyn Fn(&Job) -> bool| self.jobs.values().filter(|j| f(j)).count();
+        let stats = serde_json::json!({
+            "queued_jobs": count(&|j| j.state == JobState::Queued),
+            "running_jobs": count(&|j| j.is_running()),
+            "workers_online": self.registry.online_count(),
+        });
+        if !always && self.last_stats.as_ref() == Some(&stats) {
+            return None;
+        }
+        self.last_stats = Some(stats.clone());
+        Some(Publish {
+            topic: self.topics.orchestrator_stats(),
+            payload: stats.to_string().into_bytes(),
+            retain: true,
+        })
     }
 
     /// Back to the queue (ahead of newer jobs: it keeps its place), or

@@ -142,3 +142,94 @@ fn the_key_scanner_sees_sections_and_comments() {
     assert_eq!(active, ["worker_id", "broker.url", "http.listen"]);
     assert_eq!(commented, ["broker.username"]);
 }
+
+/// `[Section]` → key → values of a systemd unit file.
+fn unit(name: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut section = String::new();
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{name}: not key=value: {line}"));
+        out.entry(format!("{section}.{k}"))
+            .or_default()
+            .push(v.to_string());
+    }
+    out
+}
+
+#[test]
+fn the_service_units_run_hardened_with_writable_state() {
+    let cases = [
+        (
+            "transcode-orchestrator.service",
+            "transcode-orchestrator",
+            "/etc/transcode/orchestrator.toml",
+            "StateDirectory",
+            "/var/lib/transcode-orchestrator",
+            "TRANSCODE_STATE__DIR=",
+        ),
+        (
+            "transcode-worker.service",
+            "transcode-worker",
+            "/etc/transcode/worker.toml",
+            "CacheDirectory",
+            "/var/cache/transcode-worker",
+            "TRANSCODE_TRANSCODE__OUTPUT_DIR=",
+        ),
+    ];
+    for (file, binary, config, dir_key, dir, env_key) in cases {
+        let u = unit(file);
+        let one = |k: &str| -> String {
+            u.get(k)
+                .and_then(|v| v.last().cloned())
+                .unwrap_or_else(|| panic!("{file}: {k} missing"))
+        };
+        assert_eq!(one("Service.User"), "transcode", "{file}: a dedicated user");
+        assert_eq!(one("Service.ProtectSystem"), "strict", "{file}");
+        assert_eq!(one("Service.Restart"), "on-failure", "{file}");
+        assert_eq!(one("Service.NoNewPrivileges"), "true", "{file}");
+        assert_eq!(one("Install.WantedBy"), "multi-user.target", "{file}");
+        assert_eq!(
+            one("Service.ExecStart"),
+            format!("/usr/local/bin/{binary} --config {config}"),
+            "{file}"
+        );
+        assert_eq!(
+            format!(
+                "/var/{}/{}",
+                if dir_key == "StateDirectory" {
+                    "lib"
+                } else {
+                    "cache"
+                },
+                one(&format!("Service.{dir_key}"))
+            ),
+            dir,
+            "{file}"
+        );
+        assert!(
+            one("Service.ReadWritePaths")
+                .split_whitespace()
+                .any(|p| p == dir),
+            "{file}: {dir} writable"
+        );
+        assert!(
+            u["Service.Environment"]
+                .iter()
+                .any(|e| e == &format!("{env_key}{dir}")),
+            "{file}: the binary is told to use {dir}"
+        );
+    }
+}

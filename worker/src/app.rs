@@ -187,6 +187,9 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                         session.subscribe().await;
                     }
                     session.publish_online(&activity_rx.borrow(), &mut stats).await;
+                    if activity_rx.borrow().active_jobs.is_empty() {
+                        jobs.publish_idle();
+                    }
                 }
                 Some(SessionEvent::Message(p)) => match topics.parse(&p.topic) {
                     Some(Topic::WorkerJobs(id)) if id == worker_id => jobs.on_assignment(&p.payload).await,

@@ -322,6 +322,17 @@ impl Jobs {
         }
     }
 
+    /// Says on the worker's current-job topic that it runs nothing.
+    pub fn publish_idle(&self) {
+        let payload =
+            serde_json::json!({"state": "idle", "progress": 0, "worker_id": self.worker_id()});
+        let topic = self.inner.topics.worker_job(self.worker_id());
+        let _ = self
+            .inner
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, payload.to_string());
+    }
+
     /// Stops every job (each reports that the worker shut down, so it can be
     /// run elsewhere) and waits for them, up to `timeout`.
     pub async fn shutdown(&self, timeout: Duration) {
@@ -358,6 +369,14 @@ impl Jobs {
         status.timestamp = Some(unix_ms());
         let topic = self.inner.topics.job_status(&status.job_id.to_string());
         let payload = wire::encode(&status);
+        if status.state == JobState::Processing {
+            // The worker's current job, on one fixed topic for dashboards.
+            let current = self.inner.topics.worker_job(self.worker_id());
+            let _ = self
+                .inner
+                .client
+                .try_publish(current, QoS::AtLeastOnce, true, payload.clone());
+        }
         let result = if wait {
             self.inner
                 .client
@@ -430,6 +449,9 @@ impl Jobs {
             }
         }
         let still_running = self.state().running.contains_key(&job_id);
+        if self.state().running.is_empty() {
+            self.publish_idle();
+        }
         if !still_running {
             self.inner
                 .activity
