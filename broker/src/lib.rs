@@ -5,8 +5,12 @@
 //! runs the broker on its own thread (the process exit is its shutdown), and
 //! returns only once the listener accepts connections.
 //!
+//! [`mdns`] advertises it on the LAN as `_mqtt._tcp`.
+//!
 //! The broker keeps its state in memory only; the orchestrator's job store is
 //! the truth, and workers re-publish their retained topics after reconnecting.
+
+pub mod mdns;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -12,7 +12,7 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
     Packet, Publish,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::mqtt_url::BrokerAddr;
 
@@ -91,18 +91,32 @@ pub fn options(
     opts
 }
 
+/// Where to reconnect when the broker moves (found again over mDNS): the
+/// connection switches to the newest address the next time it fails.
+pub struct Redirect {
+    pub addresses: watch::Receiver<Option<BrokerAddr>>,
+    /// Builds the options for an address (same id, will, credentials).
+    pub options: Box<dyn Fn(&BrokerAddr) -> MqttOptions + Send>,
+}
+
 /// Creates the client and starts driving its event loop.
 pub fn connect(
     opts: MqttOptions,
     broker: String,
+    redirect: Option<Redirect>,
 ) -> (AsyncClient, mpsc::UnboundedReceiver<SessionEvent>) {
     let (client, eventloop) = AsyncClient::new(opts, 256);
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(drive(eventloop, tx, broker));
+    tokio::spawn(drive(eventloop, tx, broker, redirect));
     (client, rx)
 }
 
-async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<SessionEvent>, broker: String) {
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::UnboundedSender<SessionEvent>,
+    mut broker: String,
+    mut redirect: Option<Redirect>,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     let mut failures: u32 = 0;
     loop {
@@ -147,6 +161,17 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<SessionEvent>
                     tracing::warn!(%broker, error = %reason, attempts = failures, "still cannot reach the MQTT broker");
                 } else {
                     tracing::debug!(%broker, error = %reason, "MQTT reconnect failed");
+                }
+                if let Some(r) = redirect.as_mut() {
+                    if r.addresses.has_changed().unwrap_or(false) {
+                        let next = r.addresses.borrow_and_update().clone();
+                        if let Some(addr) = next {
+                            tracing::info!(from = %broker, to = %addr, "switching to the broker found over mDNS");
+                            eventloop.mqtt_options = (r.options)(&addr);
+                            broker = addr.to_string();
+                            backoff.reset();
+                        }
+                    }
                 }
                 tokio::time::sleep(backoff.next_delay()).await;
             }

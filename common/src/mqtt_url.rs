@@ -1,6 +1,12 @@
 //! Broker addresses as people write them: `mqtt://host:port`, `tcp://host`,
 //! or just `host:port`.
 
+/// The DNS-SD type under which brokers are advertised over mDNS.
+pub const MDNS_SERVICE_TYPE: &str = "_mqtt._tcp.local.";
+/// The TXT key of our advertisement that carries the topic prefix, so a
+/// worker can tell its orchestrator's broker from another one on the LAN.
+pub const MDNS_TXT_PREFIX: &str = "prefix";
+
 /// A broker address to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {

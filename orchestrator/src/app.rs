@@ -46,11 +46,19 @@ pub async fn run(
             assign_timeout: Duration::from_secs(config.scheduler.assign_timeout_s),
             retention: Duration::from_secs(config.state.retention_s),
         },
+        config.homeassistant.enabled.then(|| {
+            crate::homeassistant::Discovery::new(
+                &config.homeassistant.discovery_prefix,
+                topics.clone(),
+            )
+        }),
         Now::current(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let core = Arc::new(Mutex::new(core));
 
+    // Kept until the process ends; dropping it says goodbye over mDNS.
+    let mut advertisement = None;
     let broker = if config.broker.embedded {
         let mut settings = transcode_broker::BrokerSettings::new(config.broker_listen());
         settings.credentials = config.credentials();
@@ -59,6 +67,16 @@ pub async fn run(
             .await
             .context("the broker start-up task failed")??;
         tracing::info!(listen = %config.broker.listen, "embedded MQTT broker ready");
+        if config.broker.mdns {
+            match transcode_broker::mdns::advertise(
+                config.broker_listen().port(),
+                topics.prefix(),
+                transcode_common::VERSION,
+            ) {
+                Ok(ad) => advertisement = Some(ad),
+                Err(e) => tracing::warn!("workers will need broker.url: {e}"),
+            }
+        }
         BrokerAddr {
             host: running.connect_addr.ip().to_string(),
             port: running.connect_addr.port(),
@@ -83,7 +101,7 @@ pub async fn run(
         QoS::AtLeastOnce,
         true,
     ));
-    let (client, mut events) = mqtt::connect(opts, broker.to_string());
+    let (client, mut events) = mqtt::connect(opts, broker.to_string(), None);
     let session = Session {
         client: client.clone(),
         topics,
@@ -150,6 +168,7 @@ pub async fn run(
         };
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, closed).await;
     }
+    drop(advertisement);
     let _ = http_stop.send(());
     let _ = server.await;
     Ok(())
@@ -194,7 +213,11 @@ impl Session {
             (self.topics.jobs_submit(), QoS::AtLeastOnce),
             (self.topics.all_job_cancel(), QoS::AtLeastOnce),
         ];
-        for (topic, qos) in subscriptions {
+        let ha_status = self.core().ha_status_topic();
+        for (topic, qos) in subscriptions
+            .into_iter()
+            .chain(ha_status.map(|t| (t, QoS::AtMostOnce)))
+        {
             if let Err(e) = self.client.subscribe(&topic, qos).await {
                 tracing::error!(%topic, error = %e, "cannot subscribe");
             }
@@ -217,6 +240,11 @@ impl Session {
 
     fn on_message(&self, topic: &str, payload: &[u8], retained: bool) {
         let now = Now::current();
+        if self.core().ha_status_topic().as_deref() == Some(topic) {
+            let out = self.core().on_ha_status(payload);
+            self.send(out);
+            return;
+        }
         let out = match self.topics.parse(topic) {
             Some(Topic::WorkerHeartbeat(id)) => {
                 self.core().on_heartbeat(&id, payload, retained, now)

@@ -19,6 +19,7 @@ use transcode_common::topics::Topics;
 use transcode_common::wire::{self, ErrorKind, Heartbeat, JobRequest, JobState, JobStatus};
 use uuid::Uuid;
 
+use crate::homeassistant::Discovery;
 use crate::job::Job;
 use crate::registry::{Registry, Transition, WorkerView};
 use crate::scheduler::{self, Candidate};
@@ -90,6 +91,10 @@ const DURATION_BOUNDS: &[f64] = &[
 ];
 
 pub struct Core {
+    /// Home Assistant discovery, when `homeassistant.enabled`.
+    ha: Option<Discovery>,
+    /// Workers whose discovery config was published.
+    announced: HashSet<String>,
     metrics: Metrics,
     /// The counters last published on the stats topic.
     last_stats: Option<serde_json::Value>,
@@ -111,6 +116,7 @@ impl Core {
         store: Store,
         topics: Topics,
         settings: CoreSettings,
+        ha: Option<Discovery>,
         now: Now,
     ) -> Result<Core, JobError> {
         let jobs: HashMap<Uuid, Job> = store
@@ -127,6 +133,8 @@ impl Core {
             .count();
         tracing::info!(jobs = jobs.len(), running, queued, "job store loaded");
         Ok(Core {
+            ha,
+            announced: HashSet::new(),
             last_stats: None,
             metrics: Metrics {
                 dispatch_latency: Histogram::new(LATENCY_BOUNDS),
@@ -198,8 +206,74 @@ impl Core {
             .filter(|j| j.state != JobState::Processing)
             .map(|j| self.status_publish(j, now))
             .collect();
+        out.extend(self.announce_all());
         out.extend(self.stats(true));
         out
+    }
+
+    // ----- Home Assistant -------------------------------------------------
+
+    /// The topic Home Assistant announces its start on, when enabled.
+    pub fn ha_status_topic(&self) -> Option<String> {
+        self.ha.as_ref().map(Discovery::ha_status_topic)
+    }
+
+    /// Home Assistant (re)started: it wants every config and state again.
+    pub fn on_ha_status(&mut self, payload: &[u8]) -> Vec<Publish> {
+        if payload != crate::homeassistant::HA_ONLINE.as_bytes() {
+            return Vec::new();
+        }
+        tracing::info!("Home Assistant is online; publishing discovery again");
+        let mut out = self.announce_all();
+        out.extend(self.stats(true));
+        out
+    }
+
+    fn config_publish((topic, payload): (String, Vec<u8>)) -> Publish {
+        Publish {
+            topic,
+            payload,
+            retain: true,
+        }
+    }
+
+    /// The orchestrator's config and every known worker's.
+    fn announce_all(&mut self) -> Vec<Publish> {
+        let Some(ha) = &self.ha else {
+            return Vec::new();
+        };
+        let mut out = vec![Self::config_publish(ha.orchestrator_config())];
+        let workers: Vec<(String, Option<Heartbeat>)> = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .map(|w| (w.worker_id, w.heartbeat))
+            .collect();
+        for (id, hb) in workers {
+            out.push(Self::config_publish(ha.worker_config(&id, hb.as_ref())));
+            self.announced.insert(id);
+        }
+        out
+    }
+
+    /// A worker's config the first time we see it; its removal when it is
+    /// forgotten.
+    fn announce(&mut self, worker_id: &str) -> Vec<Publish> {
+        let Some(ha) = &self.ha else {
+            return Vec::new();
+        };
+        match self.registry.is_online(worker_id) {
+            Some(_) if !self.announced.contains(worker_id) => {
+                let hb = self.registry.heartbeat(worker_id);
+                let config = Self::config_publish(ha.worker_config(worker_id, hb));
+                self.announced.insert(worker_id.to_string());
+                vec![config]
+            }
+            None if self.announced.remove(worker_id) => {
+                vec![Self::config_publish(ha.remove_worker(worker_id))]
+            }
+            _ => Vec::new(),
+        }
     }
 
     // ----- intake -------------------------------------------------------
@@ -431,7 +505,7 @@ impl Core {
             self.registry
                 .on_heartbeat(worker_id, payload, retained, now.instant, now.ms)?;
         log_transition(worker_id, &transition);
-        let mut out = Vec::new();
+        let mut out = self.announce(worker_id);
         if !retained {
             if let Some(hb) = self.registry.heartbeat(worker_id).cloned() {
                 out.extend(self.reconcile(&hb, now));

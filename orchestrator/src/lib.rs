@@ -16,6 +16,7 @@ pub mod app;
 pub mod config;
 pub mod core;
 pub mod ctl;
+pub mod homeassistant;
 pub mod http;
 pub mod job;
 pub mod registry;

@@ -15,7 +15,7 @@ use crate::config::WorkerConfig;
 use crate::heartbeat::{self, Activity, Identity};
 use crate::jobs::{JobSettings, Jobs};
 use crate::stats::Stats;
-use crate::{http, net, probe};
+use crate::{discover, http, net, probe};
 
 /// How long shutdown waits for the broker to take our last words.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,14 +35,6 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
         .local_addr()
         .map(|a| a.port())
         .unwrap_or(listen.port());
-
-    if config.broker.url.trim().is_empty() {
-        bail!(
-            "worker {worker_id}: broker.url is empty; set it to the orchestrator's broker, e.g. TRANSCODE_BROKER__URL=mqtt://udoo:1883"
-        );
-    }
-    let broker = mqtt_url::parse(&config.broker.url)
-        .map_err(|e| anyhow::anyhow!("worker {worker_id}: broker.url: {e}"))?;
 
     let report = probe::run(
         &config.transcode.ffmpeg,
@@ -80,26 +72,74 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
         encoders: report.encoders(),
     };
 
-    let mut opts = mqtt::options(
-        &format!("worker-{worker_id}"),
-        &broker,
-        Duration::from_secs(config.broker.keepalive_s),
-        config
+    // Every connection (and every switch to a broker found again over mDNS)
+    // uses the same identity, last will and credentials.
+    let make_options = {
+        let client_id = format!("worker-{worker_id}");
+        let keepalive = Duration::from_secs(config.broker.keepalive_s);
+        let credentials = config
             .broker
             .username
-            .as_deref()
-            .map(|u| (u, config.broker.password.as_deref().unwrap_or(""))),
-    );
-    // A persistent session keeps job assignments queued while we reconnect,
-    // and (NOTES.md) keeps the last will armed across takeovers.
-    opts.set_clean_session(false);
-    opts.set_last_will(LastWill::new(
-        topics.worker_availability(&worker_id),
-        OFFLINE,
-        QoS::AtLeastOnce,
-        true,
-    ));
-    let (client, mut events) = mqtt::connect(opts, broker.to_string());
+            .clone()
+            .map(|u| (u, config.broker.password.clone().unwrap_or_default()));
+        let will_topic = topics.worker_availability(&worker_id);
+        move |addr: &mqtt_url::BrokerAddr| {
+            let mut opts = mqtt::options(
+                &client_id,
+                addr,
+                keepalive,
+                credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            );
+            // A persistent session keeps job assignments queued while we
+            // reconnect, and (NOTES.md) keeps the last will armed across
+            // takeovers.
+            opts.set_clean_session(false);
+            opts.set_last_will(LastWill::new(
+                will_topic.clone(),
+                OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
+            opts
+        }
+    };
+    tokio::pin!(shutdown);
+    let rescan = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (broker, redirect) = if config.broker.url.trim().is_empty() {
+        tracing::info!(worker_id = %worker_id, "broker.url is empty: looking for the broker over mDNS (_mqtt._tcp)");
+        let (found_tx, mut found_rx) = watch::channel(None);
+        tokio::spawn(discover::watch_brokers(
+            topics.prefix().to_string(),
+            found_tx,
+            rescan.clone(),
+        ));
+        let first = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            first = async {
+                loop {
+                    if let Some(addr) = found_rx.borrow_and_update().clone() {
+                        return Some(addr);
+                    }
+                    if found_rx.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            } => first,
+        };
+        let Some(first) = first else {
+            bail!("worker {worker_id}: no broker found (mDNS stopped); set broker.url");
+        };
+        let redirect = mqtt::Redirect {
+            addresses: found_rx,
+            options: Box::new(make_options.clone()),
+        };
+        (first, Some(redirect))
+    } else {
+        let addr = mqtt_url::parse(&config.broker.url)
+            .map_err(|e| anyhow::anyhow!("worker {worker_id}: broker.url: {e}"))?;
+        (addr, None)
+    };
+    let (client, mut events) = mqtt::connect(make_options(&broker), broker.to_string(), redirect);
 
     let (activity_tx, mut activity_rx) = watch::channel(Activity::default());
     let stream_base = format!("http://{}:{port}/hls/", net::url_host(&advertise_host));
@@ -165,7 +205,6 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
     let mut connected = false;
     let mut ticker = tokio::time::interval(Duration::from_secs(config.heartbeat.interval_s));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
 
     loop {
         tokio::select! {
@@ -196,7 +235,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                     Some(Topic::WorkerCancel(id)) if id == worker_id => jobs.on_cancel(&p.payload).await,
                     _ => tracing::debug!(worker_id = %worker_id, topic = %p.topic, "message on a topic we do not handle"),
                 },
-                Some(SessionEvent::Lost(_)) => connected = false,
+                Some(SessionEvent::Lost(_)) => {
+                    connected = false;
+                    // Over mDNS: look again, the broker may have moved.
+                    rescan.notify_one();
+                }
                 Some(SessionEvent::Closed) | None => {
                     bail!("worker {worker_id}: the MQTT connection stopped unexpectedly");
                 }

@@ -4,6 +4,7 @@
 //! - [`config`]: the settings and their checks.
 //! - [`probe`]: which encoders really work here (one-frame test encodes).
 //! - [`stats`]: CPU and memory figures; [`net`]: the LAN address.
+//! - [`discover`]: finding the broker over mDNS when `broker.url` is empty.
 //! - [`heartbeat`]: the retained self-description, built without IO.
 //! - [`media`]: a job's `source_path`, confined to the media root.
 //! - [`ffprobe`]: duration, size, rotation, frame rate and audio of a source.
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod command;
 pub mod config;
+pub mod discover;
 pub mod ffprobe;
 pub mod heartbeat;
 pub mod http;

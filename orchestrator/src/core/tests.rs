@@ -26,7 +26,14 @@ impl Rig {
             instant: Instant::now(),
             ms: 1_000_000,
         };
-        let core = Core::open(store, Topics::new("transcode").unwrap(), settings(), now).unwrap();
+        let core = Core::open(
+            store,
+            Topics::new("transcode").unwrap(),
+            settings(),
+            None,
+            now,
+        )
+        .unwrap();
         Rig {
             core,
             now,
@@ -39,7 +46,14 @@ impl Rig {
         let Rig { core, now, _dir } = self;
         drop(core);
         let store = Store::open(_dir.path()).unwrap();
-        let core = Core::open(store, Topics::new("transcode").unwrap(), settings(), now).unwrap();
+        let core = Core::open(
+            store,
+            Topics::new("transcode").unwrap(),
+            settings(),
+            None,
+            now,
+        )
+        .unwrap();
         Rig { core, now, _dir }
     }
 
@@ -383,4 +397,73 @@ fn own_and_foreign_statuses_change_nothing() {
         assert_eq!(r.job(id), before, "{}", String::from_utf8_lossy(&payload));
     }
     r.core.on_status("not-a-uuid", b"{}", now);
+}
+
+#[test]
+fn home_assistant_configs_follow_the_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let topics = Topics::new("transcode").unwrap();
+    let now = Now {
+        instant: Instant::now(),
+        ms: 1_000_000,
+    };
+    let ha = crate::homeassistant::Discovery::new("homeassistant", topics.clone());
+    let mut core = Core::open(store, topics, settings(), Some(ha), now).unwrap();
+    let configs = |out: &[Publish]| -> Vec<(String, bool)> {
+        out.iter()
+            .filter(|p| p.topic.starts_with("homeassistant/device/"))
+            .map(|p| (p.topic.clone(), p.payload.is_empty()))
+            .collect()
+    };
+    let on_connect = core.on_connected(now);
+    assert_eq!(
+        configs(&on_connect),
+        vec![(
+            "homeassistant/device/transcode_orchestrator/config".to_string(),
+            false
+        )]
+    );
+
+    let hb = json!({"worker_id": "w1", "ip_address": "10.0.0.2", "port": 8080, "os": "linux",
+        "hw_accel": [], "status": "idle", "cpu_usage": 5, "encoders": ["libx264"]});
+    let first = core
+        .on_heartbeat("w1", hb.to_string().as_bytes(), false, now)
+        .unwrap();
+    assert_eq!(
+        configs(&first),
+        vec![(
+            "homeassistant/device/transcode_worker_w1/config".to_string(),
+            false
+        )]
+    );
+    let again = core
+        .on_heartbeat("w1", hb.to_string().as_bytes(), false, now)
+        .unwrap();
+    assert!(configs(&again).is_empty(), "announced once");
+
+    let replay = core.on_ha_status(b"online");
+    assert_eq!(configs(&replay).len(), 2);
+    assert!(replay.iter().all(|p| p.retain));
+    assert!(core.on_ha_status(b"offline").is_empty());
+
+    let gone = core.on_heartbeat("w1", b"", true, now).unwrap();
+    assert_eq!(
+        configs(&gone),
+        vec![(
+            "homeassistant/device/transcode_worker_w1/config".to_string(),
+            true
+        )]
+    );
+}
+
+#[test]
+fn home_assistant_off_publishes_no_discovery() {
+    let mut r = Rig::new();
+    let now = r.now;
+    assert!(r.core.ha_status_topic().is_none());
+    let out = r.core.on_connected(now);
+    assert!(out.iter().all(|p| !p.topic.starts_with("homeassistant/")));
+    let out = r.worker("w1", SW, &[]);
+    assert!(out.iter().all(|p| !p.topic.starts_with("homeassistant/")));
 }
