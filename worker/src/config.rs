@@ -71,8 +71,8 @@ pub struct TranscodeConfig {
     pub max_jobs: u32,
     pub segment_seconds: u32,
     pub keep_outputs_s: u64,
-    /// Routing weight: a machine with 2.0 is preferred over one with 1.0 when
-    /// both are otherwise equal.
+    /// Routing weight: among workers with the same kind of encoder (hardware
+    /// or software), a higher weight wins before CPU load does.
     pub weight: f64,
     /// How long one encoder's test encode may take before it counts as failed.
     pub probe_timeout_s: u64,

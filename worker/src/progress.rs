@@ -80,7 +80,10 @@ impl ProgressParser {
 /// encode has really finished.
 pub fn percent(out_time_s: f64, total_s: Option<f64>) -> f64 {
     match total_s {
-        Some(total) if total > 0.0 => ((out_time_s / total) * 100.0).clamp(0.0, 99.9),
+        Some(total) if total > 0.0 => {
+            // A tenth of a percent is all a person reads.
+            ((out_time_s / total * 1000.0).round() / 10.0).clamp(0.0, 99.9)
+        }
         _ => 0.0,
     }
 }
@@ -198,6 +201,7 @@ mod tests {
     #[test]
     fn percent_and_eta() {
         assert_eq!(percent(9.0, Some(18.0)), 50.0);
+        assert_eq!(percent(1.0, Some(3.0)), 33.3);
         assert_eq!(percent(18.0, Some(18.0)), 99.9);
         assert_eq!(percent(30.0, Some(18.0)), 99.9);
         assert_eq!(percent(5.0, None), 0.0);
