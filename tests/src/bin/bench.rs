@@ -77,6 +77,59 @@ fn kill_to_offline() -> Figure {
     }
 }
 
+fn job_moves_after_a_worker_dies() -> Figure {
+    let sys = System::new();
+    transcode_tests::make_media(
+        &sys.dir.path().join("media/film.mkv"),
+        1280,
+        720,
+        120,
+        false,
+    );
+    let _o = sys.start_orchestrator();
+    let mut samples = Vec::new();
+    let mut spare = sys.start_worker("spare-0", &[]);
+    sys.wait_online("spare-0", true, Duration::from_secs(30));
+    for i in 0..3 {
+        let id = sys.submit(
+            &serde_json::json!({"source_path": "film.mkv", "resolution": "720p", "bitrate": "1M"}),
+        );
+        let running = sys.wait_job(&id, "processing", Duration::from_secs(60));
+        let holder = running["worker_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let next = format!("spare-{}", i + 1);
+        let fresh = sys.start_worker(&next, &[]);
+        sys.wait_online(&next, true, Duration::from_secs(30));
+        // Kill whichever worker holds the job; the other one takes it.
+        let (victim, survivor) = if holder == spare.name.trim_start_matches("worker-") {
+            (spare, fresh)
+        } else {
+            (fresh, spare)
+        };
+        let t = Instant::now();
+        victim.signal(Signal::SIGKILL);
+        wait_until(
+            Duration::from_secs(30),
+            "the job processing elsewhere",
+            || {
+                let j = sys.job(&id);
+                (j["state"] == "processing" && j["worker_id"] != holder.as_str()).then_some(())
+            },
+        );
+        samples.push(t.elapsed());
+        let _ = transcode_tests::http_json("DELETE", &sys.api(&format!("/api/jobs/{id}")), None);
+        drop(victim);
+        spare = survivor;
+    }
+    Figure {
+        what: "SIGKILLed busy worker until its job processes elsewhere",
+        samples,
+        floor: Duration::from_secs(5),
+    }
+}
+
 fn orchestrator_restart() -> Figure {
     let sys = System::new();
     let mut o = sys.start_orchestrator();
@@ -134,6 +187,7 @@ fn main() {
     for figure in [
         probe_time(),
         kill_to_offline(),
+        job_moves_after_a_worker_dies(),
         orchestrator_restart(),
         many_workers(),
     ] {
