@@ -119,6 +119,10 @@ async fn drive(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     let mut failures: u32 = 0;
+    // The backoff starts over only after a connection that lasted: a broker
+    // that accepts and drops us at once (two clients with one id) must not
+    // make us reconnect several times a second.
+    let mut connected_since: Option<std::time::Instant> = None;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -128,7 +132,7 @@ async fn drive(
                     tracing::info!(%broker, "connected to the MQTT broker");
                 }
                 failures = 0;
-                backoff.reset();
+                connected_since = Some(std::time::Instant::now());
                 let present = ack.session_present;
                 if tx
                     .send(SessionEvent::Connected {
@@ -151,7 +155,14 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 failures += 1;
-                let reason = describe(&e);
+                let mut reason = describe(&e);
+                match connected_since.take().map(|t| t.elapsed()) {
+                    Some(lasted) if lasted >= Duration::from_secs(5) => backoff.reset(),
+                    Some(_) => reason.push_str(
+                        "; the broker dropped us right after accepting: does another client use the same id (two workers with one worker_id)?",
+                    ),
+                    None => {}
+                }
                 if failures == 1 {
                     tracing::warn!(%broker, error = %reason, "MQTT connection lost; reconnecting");
                     if tx.send(SessionEvent::Lost(reason)).is_err() {

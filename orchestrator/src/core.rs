@@ -186,13 +186,18 @@ impl Core {
         }
     }
 
-    fn fence(&self, worker_id: &str, job_id: Uuid) -> Publish {
-        tracing::warn!(worker_id, %job_id, "worker still runs a job that moved on; telling it to stop");
+    /// Tells a worker to stop its copy of a job that moved on, silently. With
+    /// `attempt`, only runs up to that attempt stop: a newer run of the same
+    /// job on that worker is the one we want.
+    fn fence(&self, worker_id: &str, job_id: Uuid, attempt: Option<u32>) -> Publish {
+        tracing::warn!(worker_id, %job_id, ?attempt, "worker still runs a job that moved on; telling it to stop");
+        let mut payload = serde_json::json!({"job_id": job_id, "fenced": true});
+        if let Some(a) = attempt {
+            payload["attempt"] = a.into();
+        }
         Publish {
             topic: self.topics.worker_cancel(worker_id),
-            payload: serde_json::json!({"job_id": job_id, "fenced": true})
-                .to_string()
-                .into_bytes(),
+            payload: payload.to_string().into_bytes(),
             retain: false,
         }
     }
@@ -400,7 +405,7 @@ impl Core {
         if !current {
             let mut out = Vec::new();
             if status.state == JobState::Processing {
-                out.push(self.fence(&worker, job_id));
+                out.push(self.fence(&worker, job_id, status.attempt));
             }
             // Put the truth back on the retained topic.
             if job.state != JobState::Processing && status.state != job.state {
@@ -545,7 +550,7 @@ impl Core {
             if let Some(job) = self.jobs.get(job_id) {
                 let ours = job.is_running() && job.worker_id.as_deref() == Some(worker_id);
                 if !ours {
-                    out.push(self.fence(worker_id, *job_id));
+                    out.push(self.fence(worker_id, *job_id, None));
                 }
             }
         }
@@ -586,7 +591,9 @@ impl Core {
         let boot_grace_over =
             now.instant.saturating_duration_since(self.booted) >= self.settings.heartbeat_timeout;
         let assign_ms = self.settings.assign_timeout.as_millis() as u64;
-        let mut lost: Vec<(Job, String, Option<String>)> = Vec::new();
+        // (job, why, the worker to fence and the attempt it holds)
+        type Lost = (Job, String, Option<(String, u32)>);
+        let mut lost: Vec<Lost> = Vec::new();
         for job in self.jobs.values().filter(|j| j.is_running()) {
             let Some(worker) = job.worker_id.clone() else {
                 lost.push((job.clone(), "the job had no worker".into(), None));
@@ -608,15 +615,15 @@ impl Core {
                             "worker {worker} did not start the job within {} s",
                             self.settings.assign_timeout.as_secs()
                         ),
-                        Some(worker),
+                        Some((worker, job.attempt)),
                     ))
                 }
                 _ => {}
             }
         }
         for (job, reason, fence) in lost {
-            if let Some(w) = fence {
-                out.push(self.fence(&w, job.job_id));
+            if let Some((w, attempt)) = fence {
+                out.push(self.fence(&w, job.job_id, Some(attempt)));
             }
             out.extend(self.requeue(job, reason, true, now));
         }

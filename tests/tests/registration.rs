@@ -135,7 +135,8 @@ fn a_killed_worker_is_offline_within_two_seconds_and_a_terminated_one_at_once() 
 
     let terminated = Instant::now();
     polite.signal(Signal::SIGTERM);
-    sys.wait_online("polite", false, Duration::from_secs(1));
+    // Measured at about 50 ms; the deadline leaves room for a loaded machine.
+    sys.wait_online("polite", false, Duration::from_secs(2));
     eprintln!("SIGTERMed worker offline after {:?}", terminated.elapsed());
     let status = polite
         .wait_exit(Duration::from_secs(5))

@@ -285,6 +285,16 @@ fn bad_sources_fail_with_clear_errors_and_the_worker_carries_on() {
             .collect::<Vec<u8>>(),
     )
     .expect("noise");
+    // A playlist inside the media root that names a file outside it.
+    std::fs::write(sys.dir.path().join("secret.ts"), b"TOPSECRET").expect("secret");
+    std::fs::write(
+        media.join("list.mkv"),
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nfile:{}\n#EXT-X-ENDLIST\n",
+            sys.dir.path().join("secret.ts").display()
+        ),
+    )
+    .expect("playlist");
     let _o = sys.start_orchestrator();
     let worker = start(&sys, "w3", &[]);
 
@@ -297,6 +307,10 @@ fn bad_sources_fail_with_clear_errors_and_the_worker_carries_on() {
         (json!("-i.mkv"), &["w3", "option"]),
         (json!("concat:a|b"), &["w3", "protocol"]),
         (json!("noise.mkv"), &["w3", "noise.mkv", "not a media file"]),
+        (
+            json!("list.mkv"),
+            &["w3", "list.mkv", "HLS playlist", "outside the media root"],
+        ),
         (json!(42), &["w3", "source_path"]),
     ];
     for (source, needles) in &cases {

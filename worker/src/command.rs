@@ -96,7 +96,8 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
     if spec.start_time > 0.0 {
         push(&["-ss", &secs(spec.start_time)]);
     }
-    push(&["-i", spec.input]);
+    // Only local files, whatever the source names inside it.
+    push(&["-protocol_whitelist", "file", "-i", spec.input]);
     if let Some(d) = spec.duration {
         push(&["-t", &secs(d)]);
     }
@@ -264,6 +265,7 @@ mod tests {
             ("-start_number", "0"),
             ("-hls_segment_filename", "/out/job/seg%d.ts"),
             ("-progress", "pipe:1"),
+            ("-protocol_whitelist", "file"),
         ];
         for (flag, value) in cases {
             assert_eq!(pair(&a, flag).as_deref(), Some(*value), "{flag} in {a:?}");

@@ -100,6 +100,14 @@ pub async fn watch_brokers(
                         prefix: info.get_property_val_str(TXT_PREFIX).map(str::to_string),
                     };
                     tracing::debug!(?service, "mDNS: broker resolved");
+                    if service.prefix.as_deref() != Some(our_prefix.as_str())
+                        && !services.contains_key(&service.fullname)
+                    {
+                        tracing::info!(
+                            instance = %service.fullname,
+                            "ignoring an MQTT broker that does not carry prefix={our_prefix} in its mDNS TXT record; set broker.url to use it"
+                        );
+                    }
                     services.insert(service.fullname.clone(), service);
                 }
                 Ok(ServiceEvent::ServiceRemoved(_, fullname)) => {
@@ -151,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn ours_first_ipv4_first_no_link_local() {
+    fn only_ours_ipv4_first_no_link_local() {
         let services = vec![
             svc("house-mosquitto", &["10.0.0.9"], 1883, None),
             svc(

@@ -22,6 +22,42 @@ pub struct SourceInfo {
     pub video_codec: String,
 }
 
+/// Demuxers that read other files or streams named inside the source (a
+/// playlist, a list, an image pattern, a session description): a file under
+/// the media root could make FFmpeg read files outside it.
+const REFERRING_FORMATS: [&str; 8] = [
+    "hls",
+    "concat",
+    "image2",
+    "dash",
+    "sdp",
+    "webm_dash_manifest",
+    "ffmetadata",
+    "tee",
+];
+
+/// Refuses a source whose first bytes show a text playlist or list, before
+/// ffprobe would follow what it names.
+pub fn sniff(head: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(head);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    let signs = [
+        ("#EXTM3U", "an HLS playlist"),
+        ("ffconcat", "an FFmpeg concat list"),
+        ("v=0", "an SDP session description"),
+        ("<?xml", "an XML manifest"),
+        ("<MPD", "a DASH manifest"),
+    ];
+    for (sign, what) in signs {
+        if text.starts_with(sign) {
+            return Err(format!(
+                "it is {what}, which can point at files outside the media root; give the media file itself"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct Probe {
     #[serde(default)]
@@ -49,6 +85,7 @@ struct Stream {
 #[derive(Deserialize)]
 struct Format {
     duration: Option<String>,
+    format_name: Option<String>,
 }
 
 /// `30000/1001` → 29.97; `0/0` and garbage → None.
@@ -85,6 +122,16 @@ fn rotation(stream: &Stream) -> i64 {
 pub fn parse(json: &str) -> Result<SourceInfo, String> {
     let probe: Probe =
         serde_json::from_str(json).map_err(|e| format!("ffprobe's answer is unreadable: {e}"))?;
+    let format = probe
+        .format
+        .as_ref()
+        .and_then(|f| f.format_name.clone())
+        .unwrap_or_default();
+    if let Some(bad) = format.split(',').find(|f| REFERRING_FORMATS.contains(f)) {
+        return Err(format!(
+            "it is in the {bad} format, which reads other files named inside it; give the media file itself"
+        ));
+    }
     let video = probe
         .streams
         .iter()
@@ -129,6 +176,10 @@ pub async fn probe(ffprobe: &str, input: &str, timeout: Duration) -> Result<Sour
         .args([
             "-v",
             "error",
+            // Only local files: no network or other protocols, whatever the
+            // source names inside it.
+            "-protocol_whitelist",
+            "file",
             "-print_format",
             "json",
             "-show_format",
@@ -159,6 +210,28 @@ pub async fn probe(ffprobe: &str, input: &str, timeout: Duration) -> Result<Sour
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sniffed_lists() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"#EXTM3U\n#EXTINF:4,\n../secret.ts\n", false),
+            (b"\xef\xbb\xbf  #EXTM3U", false),
+            (b"ffconcat version 1.0\nfile ../x.mkv", false),
+            (b"v=0\no=- 0 0 IN IP4 127.0.0.1", false),
+            (b"<MPD xmlns=", false),
+            (b"\x1aE\xdf\xa3matroska", true),
+            (b"\x00\x00\x00\x20ftypisom", true),
+            (b"", true),
+        ];
+        for (head, ok) in cases {
+            assert_eq!(
+                sniff(head).is_ok(),
+                *ok,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
 
     #[test]
     fn rates() {

@@ -78,6 +78,9 @@ struct State {
     fps: HashMap<Uuid, f64>,
     /// Assignments by how they ended, for `/metrics`.
     results: HashMap<&'static str, u64>,
+    /// How many runs of each job finished here: an output is deleted only by
+    /// the timer of the run that wrote it last.
+    finished_runs: HashMap<Uuid, u64>,
 }
 
 /// What `/metrics` reports about jobs.
@@ -223,7 +226,12 @@ impl Jobs {
         let refusal = {
             let mut state = self.state();
             let busy = state.running.len() as u32 >= self.inner.settings.max_jobs;
-            if state.shutting_down {
+            if state.running.contains_key(&job_id) {
+                Some((
+                    format!("worker {worker_id} refused job {job_id}: an earlier run of it is still stopping here"),
+                    ErrorKind::Busy,
+                ))
+            } else if state.shutting_down {
                 Some((
                     format!("worker {worker_id} refused job {job_id}: it is shutting down"),
                     ErrorKind::Busy,
@@ -279,8 +287,16 @@ impl Jobs {
         let worker_id = self.worker_id().to_string();
         // The orchestrator fences a job that moved to another worker: stop it
         // without a status, which would contradict the new holder's.
-        let fenced = serde_json::from_slice::<serde_json::Value>(payload)
-            .is_ok_and(|v| v.get("fenced") == Some(&serde_json::Value::Bool(true)));
+        let request = serde_json::from_slice::<serde_json::Value>(payload).ok();
+        let fenced = request
+            .as_ref()
+            .is_some_and(|v| v.get("fenced") == Some(&serde_json::Value::Bool(true)));
+        // A fence names the stale attempt when it knows it: a newer run of
+        // the same job here is the one the orchestrator wants, and stays.
+        let fenced_attempt = request
+            .as_ref()
+            .and_then(|v| v.get("attempt"))
+            .and_then(|a| a.as_u64());
         let reason = if fenced {
             StopReason::Superseded
         } else {
@@ -305,6 +321,7 @@ impl Jobs {
                 .state()
                 .running
                 .get_mut(&job_id)
+                .filter(|r| !fenced || fenced_attempt.is_none_or(|a| u64::from(r.attempt) <= a))
                 .and_then(|r| r.stop.take());
             match stop {
                 Some(stop) => {
@@ -456,11 +473,25 @@ impl Jobs {
             self.inner
                 .activity
                 .send_modify(|a| a.active_jobs.retain(|j| *j != job_id));
+            let generation = {
+                let mut state = self.state();
+                let n = state.finished_runs.entry(job_id).or_default();
+                *n += 1;
+                *n
+            };
             let jobs = self.clone();
             let keep = self.inner.settings.keep_outputs;
             tokio::spawn(async move {
                 tokio::time::sleep(keep).await;
-                if !jobs.state().running.contains_key(&job_id) {
+                let ours = {
+                    let mut state = jobs.state();
+                    let latest = state.finished_runs.get(&job_id) == Some(&generation);
+                    if latest {
+                        state.finished_runs.remove(&job_id);
+                    }
+                    latest && !state.running.contains_key(&job_id)
+                };
+                if ours {
                     let dir = jobs.inner.settings.output_dir.join(job_id.to_string());
                     if std::fs::remove_dir_all(&dir).is_ok() {
                         tracing::info!(%job_id, "output deleted after transcode.keep_outputs_s");
@@ -490,6 +521,13 @@ impl Jobs {
                 )
             }
         };
+        let head = read_head(&source);
+        if let Err(e) = ffprobe::sniff(&head) {
+            return Outcome::Failed(
+                ErrorKind::Input,
+                format!("worker {worker_id}: source {:?}: {e}", a.source_path),
+            );
+        }
         let input = media::ffmpeg_input(&source);
         let info = match ffprobe::probe(&settings.ffprobe, &input, settings.probe_timeout).await {
             Ok(info) => info,
@@ -555,6 +593,10 @@ impl Jobs {
             segment_seconds: settings.segment_seconds,
             start_number,
         };
+        // A stop that came while we probed ends the run before FFmpeg starts.
+        if let Ok(reason) = stop.try_recv() {
+            return Outcome::Stopped(reason, status);
+        }
         let args = command::ffmpeg_args(&spec);
         tracing::info!(encoder, size = ?spec.size, source = %a.source_path, "starting FFmpeg");
         tracing::debug!(?args, "FFmpeg command");
@@ -574,10 +616,11 @@ impl Jobs {
         let (progress_tx, mut progress_rx) = mpsc::channel(64);
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
+                let mut reader = BufReader::new(stdout);
                 let mut parser = ProgressParser::default();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(p) = parser.feed(&line) {
+                let mut line = Vec::new();
+                while read_line(&mut reader, &mut line).await {
+                    if let Some(p) = parser.feed(&String::from_utf8_lossy(&line)) {
                         // Never block FFmpeg's pipe: a full channel drops a block.
                         let _ = progress_tx.try_send(p);
                     }
@@ -587,8 +630,10 @@ impl Jobs {
         let stderr_task = child.stderr.take().map(|stderr| {
             tokio::spawn(async move {
                 let mut tail: VecDeque<String> = VecDeque::new();
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut reader = BufReader::new(stderr);
+                let mut raw = Vec::new();
+                while read_line(&mut reader, &mut raw).await {
+                    let line = String::from_utf8_lossy(&raw).into_owned();
                     tracing::debug!(ffmpeg = %line);
                     tail.push_back(line);
                     if tail.len() > STDERR_TAIL {
@@ -683,6 +728,35 @@ enum Outcome {
     Failed(ErrorKind, String),
 }
 
+/// Reads one line as bytes (FFmpeg may print any bytes: file names, tags);
+/// false at the end of the stream. Never stops early on odd bytes, so the
+/// pipe stays drained and FFmpeg never dies of SIGPIPE.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> bool {
+    line.clear();
+    match reader.read_until(b'\n', line).await {
+        Ok(0) | Err(_) => false,
+        Ok(_) => {
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            true
+        }
+    }
+}
+
+/// The first bytes of a file (empty when it cannot be read).
+fn read_head(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = vec![0u8; 512];
+    match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => {
+            head.truncate(n);
+            head
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
 /// True once the playlist lists a complete segment.
 fn has_segment(playlist: &std::path::Path) -> bool {
     scan_playlist(playlist).0 > 0
@@ -703,13 +777,20 @@ fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe; FFmpeg must not outlive a worker
-    // that was killed, or one job could run twice.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl, getppid and _exit are async-signal-safe. FFmpeg must
+        // not outlive a worker that was killed, or one job could run twice;
+        // if the worker died before prctl took effect, give up at once.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
     }
     cmd.spawn()
 }
