@@ -44,6 +44,7 @@ pub async fn run(
             heartbeat_timeout: Duration::from_secs(config.scheduler.heartbeat_timeout_s),
             max_attempts: config.scheduler.max_attempts,
             assign_timeout: Duration::from_secs(config.scheduler.assign_timeout_s),
+            stall_timeout: Duration::from_secs(config.scheduler.stall_timeout_s),
             retention: Duration::from_secs(config.state.retention_s),
         },
         config.homeassistant.enabled.then(|| {
@@ -130,10 +131,9 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tick.tick() => {
-                let out = session.core().tick(Now::current());
-                session.send(out);
-            }
+            // While our own connection is down we hear from nobody: time-driven
+            // decisions (a worker lost, a run stalled) wait until it is back.
+            _ = tick.tick(), if connected => session.tick(),
             event = events.recv() => match event {
                 Some(SessionEvent::Connected { .. }) => {
                     connected = true;
@@ -201,14 +201,24 @@ impl Session {
         send(&self.client, out);
     }
 
+    /// Publishes while the core is still locked (publishing never waits), so
+    /// messages leave in the order the core decided them.
+    fn tick(&self) {
+        let mut core = self.core();
+        let out = core.tick(Now::current());
+        self.send(out);
+    }
+
     /// Subscribes (our session is clean, so every time), says we are here and
     /// puts our retained job statuses back (the broker may be new).
     /// Wildcards with many retained messages are subscribed at QoS 0: rumqttd
     /// sends at most 100 retained messages to a new QoS 1 subscription.
     async fn on_connected(&self) {
         let subscriptions = [
-            (self.topics.all_heartbeats(), QoS::AtMostOnce),
+            // Availability first: its retained `offline` should arrive before
+            // a dead worker's retained heartbeat.
             (self.topics.all_availability(), QoS::AtMostOnce),
+            (self.topics.all_heartbeats(), QoS::AtMostOnce),
             (self.topics.all_job_status(), QoS::AtMostOnce),
             (self.topics.jobs_submit(), QoS::AtLeastOnce),
             (self.topics.all_job_cancel(), QoS::AtLeastOnce),
@@ -234,30 +244,39 @@ impl Session {
         {
             tracing::error!(error = %e, "cannot publish our availability");
         }
+        // Possibly hundreds of retained statuses: wait for room in the
+        // client's queue rather than drop any.
         let out = self.core().on_connected(Now::current());
-        self.send(out);
+        for p in out {
+            if let Err(e) = self
+                .client
+                .publish(p.topic.clone(), QoS::AtLeastOnce, p.retain, p.payload)
+                .await
+            {
+                tracing::warn!(topic = %p.topic, error = %e, "not published");
+            }
+        }
     }
 
     fn on_message(&self, topic: &str, payload: &[u8], retained: bool) {
         let now = Now::current();
-        if self.core().ha_status_topic().as_deref() == Some(topic) {
-            let out = self.core().on_ha_status(payload);
-            self.send(out);
-            return;
-        }
-        let out = match self.topics.parse(topic) {
-            Some(Topic::WorkerHeartbeat(id)) => {
-                self.core().on_heartbeat(&id, payload, retained, now)
-            }
-            Some(Topic::WorkerAvailability(id)) => self.core().on_availability(&id, payload, now),
-            Some(Topic::JobStatus(id)) => Ok(self.core().on_status(&id, payload, now)),
-            Some(Topic::JobsSubmit) => Ok(self.on_submit(payload, now)),
-            Some(Topic::JobCancel(id)) => Ok(self.on_cancel(&id, now)),
-            _ => {
-                tracing::debug!(%topic, "message on a topic we do not handle");
-                return;
+        let mut core = self.core();
+        let out = if core.ha_status_topic().as_deref() == Some(topic) {
+            Ok(core.on_ha_status(payload))
+        } else {
+            match self.topics.parse(topic) {
+                Some(Topic::WorkerHeartbeat(id)) => core.on_heartbeat(&id, payload, retained, now),
+                Some(Topic::WorkerAvailability(id)) => core.on_availability(&id, payload, now),
+                Some(Topic::JobStatus(id)) => Ok(core.on_status(&id, payload, now)),
+                Some(Topic::JobsSubmit) => Ok(self.on_submit(&mut core, payload, now)),
+                Some(Topic::JobCancel(id)) => Ok(self.on_cancel(&mut core, &id, now)),
+                _ => {
+                    tracing::debug!(%topic, "message on a topic we do not handle");
+                    return;
+                }
             }
         };
+        // Still under the lock: see `tick`.
         match out {
             Ok(out) => self.send(out),
             Err(e) => tracing::warn!(%topic, "{e}"),
@@ -265,10 +284,10 @@ impl Session {
     }
 
     /// A job request on `transcode/jobs/submit`.
-    fn on_submit(&self, payload: &[u8], now: Now) -> Vec<Publish> {
+    fn on_submit(&self, core: &mut Core, payload: &[u8], now: Now) -> Vec<Publish> {
         let outcome = wire::decode::<JobRequest>(payload)
             .map_err(|e| e.to_string())
-            .and_then(|req| self.core().submit(req, now).map_err(|e| e.to_string()));
+            .and_then(|req| core.submit(req, now).map_err(|e| e.to_string()));
         match outcome {
             Ok((job, out)) => {
                 tracing::info!(job_id = %job.job_id, "job submitted over MQTT");
@@ -279,7 +298,7 @@ impl Session {
                 match wire::job_id_of(payload) {
                     Some(job_id) => {
                         tracing::warn!(%job_id, "{reason}");
-                        self.core().reject(job_id, reason, now)
+                        core.reject(job_id, reason, now)
                     }
                     None => {
                         tracing::warn!("{reason} (no job id to answer on)");
@@ -291,7 +310,7 @@ impl Session {
     }
 
     /// Anything on `transcode/jobs/{id}/cancel`.
-    fn on_cancel(&self, id: &str, now: Now) -> Vec<Publish> {
+    fn on_cancel(&self, core: &mut Core, id: &str, now: Now) -> Vec<Publish> {
         let Ok(job_id) = uuid::Uuid::parse_str(id) else {
             tracing::warn!(
                 job_id = id,
@@ -299,8 +318,7 @@ impl Session {
             );
             return Vec::new();
         };
-        let result = self.core().cancel(job_id, now);
-        match result {
+        match core.cancel(job_id, now) {
             Ok((_, out)) => out,
             Err(e) => {
                 tracing::warn!(%job_id, "cancel request over MQTT: {e}");

@@ -60,6 +60,9 @@ pub struct SchedulerConfig {
     /// An assigned job that is not `processing` after this long goes to
     /// another worker.
     pub assign_timeout_s: u64,
+    /// A `processing` job without a status for this long is stuck and goes
+    /// to another worker.
+    pub stall_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +118,7 @@ impl Default for SchedulerConfig {
             heartbeat_timeout_s: 45,
             max_attempts: 3,
             assign_timeout_s: 20,
+            stall_timeout_s: 120,
         }
     }
 }
@@ -233,6 +237,12 @@ impl Validate for OrchestratorConfig {
             return Err(ConfigError::invalid(
                 "scheduler.assign_timeout_s",
                 "must be between 1 and 3600 seconds",
+            ));
+        }
+        if !(5..=86_400).contains(&self.scheduler.stall_timeout_s) {
+            return Err(ConfigError::invalid(
+                "scheduler.stall_timeout_s",
+                "must be between 5 and 86400 seconds",
             ));
         }
         if self.state.retention_s == 0 {

@@ -38,6 +38,9 @@ pub struct CoreSettings {
     pub heartbeat_timeout: Duration,
     pub max_attempts: u32,
     pub assign_timeout: Duration,
+    /// A `processing` job with no status for this long is stuck (FFmpeg
+    /// hangs on its input, say): it goes to another worker.
+    pub stall_timeout: Duration,
     pub retention: Duration,
 }
 
@@ -82,6 +85,9 @@ struct Metrics {
     requeues: u64,
     finished: HashMap<JobState, u64>,
 }
+
+/// Invalid MQTT submissions remembered (to clear their status later).
+const MAX_REJECTED: usize = 10_000;
 
 const LATENCY_BOUNDS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -204,15 +210,22 @@ impl Core {
 
     /// What the broker should hold after we (re)connect: the statuses we own.
     /// `processing` ones are the holding worker's to publish.
+    ///
+    /// While our own connection was down we heard from nobody: the workers'
+    /// heartbeat clocks and the restart grace start over, so nobody is
+    /// declared lost for our outage.
     pub fn on_connected(&mut self, now: Now) -> Vec<Publish> {
-        let mut out: Vec<Publish> = self
+        self.booted = now.instant;
+        self.registry.refresh(now.instant);
+        let mut out = self.announce_all();
+        out.extend(self.stats(true));
+        let mut jobs: Vec<&Job> = self
             .jobs
             .values()
             .filter(|j| j.state != JobState::Processing)
-            .map(|j| self.status_publish(j, now))
             .collect();
-        out.extend(self.announce_all());
-        out.extend(self.stats(true));
+        jobs.sort_by_key(|j| j.seq);
+        out.extend(jobs.into_iter().map(|j| self.status_publish(j, now)));
         out
     }
 
@@ -297,6 +310,7 @@ impl Core {
                 existing.state.as_str()
             )));
         }
+        self.rejected.retain(|(id, _)| *id != job_id);
         let job = Job::from_request(&req, job_id, self.next_seq, now.ms);
         self.next_seq += 1;
         self.metrics.submitted += 1;
@@ -318,7 +332,11 @@ impl Core {
         status.error = Some(error);
         status.error_kind = Some(ErrorKind::Input);
         status.timestamp = Some(now.ms);
+        self.rejected.retain(|(id, _)| *id != job_id);
         self.rejected.push_back((job_id, now.ms));
+        while self.rejected.len() > MAX_REJECTED {
+            self.rejected.pop_front();
+        }
         vec![Publish {
             topic: self.topics.job_status(&job_id.to_string()),
             payload: wire::encode(&status),
@@ -488,7 +506,10 @@ impl Core {
                         let _ = self.save(job.clone());
                         out.push(self.status_publish(&job, now));
                     }
-                    Some(ErrorKind::Busy) => out.extend(self.requeue(job, error, false, now)),
+                    Some(ErrorKind::Busy) => {
+                        job.refused_by = Some(worker.clone());
+                        out.extend(self.requeue(job, error, false, now));
+                    }
                     _ => out.extend(self.requeue(job, error, true, now)),
                 }
                 out.extend(self.dispatch(now));
@@ -512,6 +533,17 @@ impl Core {
         log_transition(worker_id, &transition);
         let mut out = self.announce(worker_id);
         if !retained {
+            // A refusing worker may have a free slot again.
+            let mut retry = false;
+            for job in self.jobs.values_mut() {
+                if job.refused_by.as_deref() == Some(worker_id) {
+                    job.refused_by = None;
+                    retry = true;
+                }
+            }
+            if retry {
+                out.extend(self.dispatch(now));
+            }
             if let Some(hb) = self.registry.heartbeat(worker_id).cloned() {
                 out.extend(self.reconcile(&hb, now));
             }
@@ -564,7 +596,7 @@ impl Core {
                     && !listed.contains(&j.job_id)
                     // A heartbeat made well after the run started must list it.
                     && match (hb.timestamp, j.processing_since) {
-                        (Some(hb_ts), Some(since)) => hb_ts > since + 2_000,
+                        (Some(hb_ts), Some(since)) => hb_ts > since.saturating_add(2_000),
                         _ => false,
                     }
             })
@@ -588,24 +620,46 @@ impl Core {
         for (worker_id, transition) in self.registry.sweep(now.instant) {
             log_transition(&worker_id, &Some(transition));
         }
-        let boot_grace_over =
-            now.instant.saturating_duration_since(self.booted) >= self.settings.heartbeat_timeout;
+        let up_for = now.instant.saturating_duration_since(self.booted);
+        let boot_grace_over = up_for >= self.settings.heartbeat_timeout;
+        let stall_ms = self.settings.stall_timeout.as_millis() as u64;
+        let stall_watch = up_for >= self.settings.stall_timeout;
         let assign_ms = self.settings.assign_timeout.as_millis() as u64;
-        // (job, why, the worker to fence and the attempt it holds)
-        type Lost = (Job, String, Option<(String, u32)>);
+        // (job, why, the worker to fence and the attempt it holds, whether
+        // the run counts as failed)
+        type Lost = (Job, String, Option<(String, u32)>, bool);
         let mut lost: Vec<Lost> = Vec::new();
         for job in self.jobs.values().filter(|j| j.is_running()) {
             let Some(worker) = job.worker_id.clone() else {
-                lost.push((job.clone(), "the job had no worker".into(), None));
+                lost.push((job.clone(), "the job had no worker".into(), None, false));
                 continue;
             };
+            // A run that never started is no failure of the job's.
+            let started = job.state == JobState::Processing;
             match self.registry.is_online(&worker) {
-                Some(false) => lost.push((job.clone(), format!("worker {worker} was lost"), None)),
+                Some(false) => lost.push((
+                    job.clone(),
+                    format!("worker {worker} was lost"),
+                    None,
+                    started,
+                )),
                 None if boot_grace_over => lost.push((
                     job.clone(),
                     format!("worker {worker} did not come back after the orchestrator restarted"),
                     None,
+                    started,
                 )),
+                _ if started && stall_watch && now.ms > job.updated_at.saturating_add(stall_ms) => {
+                    lost.push((
+                        job.clone(),
+                        format!(
+                            "worker {worker} sent no progress for {} s (stalled)",
+                            self.settings.stall_timeout.as_secs()
+                        ),
+                        Some((worker, job.attempt)),
+                        true,
+                    ))
+                }
                 _ if job.state == JobState::Assigned
                     && job.assigned_at.is_some_and(|t| now.ms > t + assign_ms) =>
                 {
@@ -616,16 +670,17 @@ impl Core {
                             self.settings.assign_timeout.as_secs()
                         ),
                         Some((worker, job.attempt)),
+                        true,
                     ))
                 }
                 _ => {}
             }
         }
-        for (job, reason, fence) in lost {
+        for (job, reason, fence, counts) in lost {
             if let Some((w, attempt)) = fence {
                 out.push(self.fence(&w, job.job_id, Some(attempt)));
             }
-            out.extend(self.requeue(job, reason, true, now));
+            out.extend(self.requeue(job, reason, counts, now));
         }
         out.extend(self.dispatch(now));
         out.extend(self.prune(now));
@@ -699,24 +754,25 @@ impl Core {
         queued.sort();
         let mut out = Vec::new();
         for (_, job_id) in queued {
-            let mut held: HashMap<&str, u32> = HashMap::new();
+            // Per worker: the jobs we gave it and those it says it runs
+            // (jobs sent by hand count too: a busy worker refuses).
+            let mut held: HashMap<&str, HashSet<Uuid>> = HashMap::new();
             for j in self.jobs.values().filter(|j| j.is_running()) {
                 if let Some(w) = j.worker_id.as_deref() {
-                    *held.entry(w).or_default() += 1;
+                    held.entry(w).or_default().insert(j.job_id);
                 }
             }
             let candidates: Vec<Candidate> = self
                 .registry
                 .with_heartbeats()
-                .map(|(hb, online)| Candidate {
-                    heartbeat: hb,
-                    online,
-                    // Jobs sent by hand count too: a busy worker refuses.
-                    assigned: held
-                        .get(hb.worker_id.as_str())
-                        .copied()
-                        .unwrap_or(0)
-                        .max(hb.active_jobs.len() as u32),
+                .map(|(hb, online)| {
+                    let mut ids = held.get(hb.worker_id.as_str()).cloned().unwrap_or_default();
+                    ids.extend(hb.active_jobs.iter().copied());
+                    Candidate {
+                        heartbeat: hb,
+                        online,
+                        assigned: ids.len() as u32,
+                    }
                 })
                 .collect();
             let Some(mut job) = self.jobs.get(&job_id).cloned() else {
@@ -725,12 +781,18 @@ impl Core {
             // A requeued job goes to another worker than the one that lost,
             // refused or failed it, unless nobody else can take it.
             let avoid = job.workers.last().map(String::as_str);
-            let others: Vec<Candidate> = candidates
+            let refused = job.refused_by.as_deref();
+            let willing: Vec<Candidate> = candidates
+                .iter()
+                .filter(|c| Some(c.heartbeat.worker_id.as_str()) != refused)
+                .cloned()
+                .collect();
+            let others: Vec<Candidate> = willing
                 .iter()
                 .filter(|c| Some(c.heartbeat.worker_id.as_str()) != avoid)
                 .cloned()
                 .collect();
-            let chosen = scheduler::pick(&others).or_else(|| scheduler::pick(&candidates));
+            let chosen = scheduler::pick(&others).or_else(|| scheduler::pick(&willing));
             let Some(worker) = chosen.map(str::to_string) else {
                 break;
             };

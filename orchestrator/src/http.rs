@@ -28,7 +28,8 @@ use crate::core::{Core, JobError, Now, Publish};
 #[derive(Clone)]
 pub struct ApiState {
     pub core: Arc<Mutex<Core>>,
-    /// Sends what the core asks to publish.
+    /// Sends what the core asks to publish; never waits (it is called with
+    /// the core locked).
     pub publish: Arc<dyn Fn(Vec<Publish>) + Send + Sync>,
 }
 
@@ -102,8 +103,9 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             let Ok(id) = Uuid::try_parse(&raw) else {
                 return not_a_job_id(&raw);
             };
-            let result = s.core().cancel(id, Now::current());
-            match result {
+            // Published under the lock, so it cannot cross a dispatch.
+            let mut core = s.core();
+            match core.cancel(id, Now::current()) {
                 Ok((job, out)) => {
                     (s.publish)(out);
                     warp::reply::json(&job).into_response()
@@ -204,8 +206,9 @@ fn submit(body: &[u8], s: &ApiState) -> warp::reply::Response {
             return error(StatusCode::BAD_REQUEST, format!("invalid job request: {e}"));
         }
     };
-    let result = s.core().submit(req, Now::current());
-    match result {
+    // Published under the lock, so it cannot cross a dispatch.
+    let mut core = s.core();
+    match core.submit(req, Now::current()) {
         Ok((job, out)) => {
             (s.publish)(out);
             warp::reply::with_status(warp::reply::json(&job), StatusCode::ACCEPTED).into_response()

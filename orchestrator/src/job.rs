@@ -49,6 +49,10 @@ pub struct Job {
     pub processing_since: Option<u64>,
     /// Every worker that ran the job, in order.
     pub workers: Vec<String>,
+    /// A worker that refused the job for lack of a free slot: not asked
+    /// again until it sends a new heartbeat.
+    #[serde(default)]
+    pub refused_by: Option<String>,
     /// Something a person should know about how the job runs.
     pub note: Option<String>,
 }
@@ -88,6 +92,7 @@ impl Job {
             segments_done: None,
             processing_since: None,
             workers: Vec::new(),
+            refused_by: None,
             note: req.is_mesh_mode.then(|| MESH_NOTE.to_string()),
         }
     }

@@ -29,6 +29,8 @@ struct Entry {
     availability: Option<Availability>,
     /// When the last heartbeat arrived (our clock, not the worker's).
     heartbeat_at: Option<Instant>,
+    /// Whether a heartbeat came live (not replayed from the broker's store).
+    heard_live: bool,
     /// Unix ms of the last message from the worker, for people.
     last_seen_ms: Option<u64>,
     /// What we last reported, to detect transitions.
@@ -91,6 +93,7 @@ impl Registry {
                 heartbeat: None,
                 availability: None,
                 heartbeat_at: None,
+                heard_live: false,
                 last_seen_ms: None,
                 online: false,
             }))
@@ -132,6 +135,7 @@ impl Registry {
             // A live heartbeat proves the worker is there, whatever an older
             // last will said.
             entry.availability = Some(Availability::Online);
+            entry.heard_live = true;
         }
         Ok(self.update(worker_id, now))
     }
@@ -172,7 +176,11 @@ impl Registry {
     }
 
     fn alive(&self, entry: &Entry, now: Instant) -> bool {
-        entry.availability != Some(Availability::Offline)
+        // A replayed heartbeat alone proves nothing: a dead worker's stays in
+        // the broker's store. It counts once availability says online.
+        let evidence = entry.heard_live || entry.availability == Some(Availability::Online);
+        evidence
+            && entry.availability != Some(Availability::Offline)
             && entry
                 .heartbeat_at
                 .is_some_and(|at| now.saturating_duration_since(at) <= self.timeout_for(entry))
@@ -228,6 +236,16 @@ impl Registry {
 
     pub fn heartbeat(&self, worker_id: &str) -> Option<&Heartbeat> {
         self.workers.get(worker_id)?.heartbeat.as_ref()
+    }
+
+    /// Restarts every worker's heartbeat clock, after a time in which we
+    /// could not have heard from anyone (our own connection was down).
+    pub fn refresh(&mut self, now: Instant) {
+        for e in self.workers.values_mut() {
+            if e.heartbeat_at.is_some() {
+                e.heartbeat_at = Some(now);
+            }
+        }
     }
 
     /// Every worker with a heartbeat: (heartbeat, online).
@@ -296,6 +314,11 @@ mod tests {
             (
                 "retained heartbeat, unknown availability",
                 vec![Heartbeat("w", true)],
+                false,
+            ),
+            (
+                "retained heartbeat, then online",
+                vec![Heartbeat("w", true), Avail(b"online")],
                 true,
             ),
             (

@@ -14,6 +14,7 @@ fn settings() -> CoreSettings {
         heartbeat_timeout: Duration::from_secs(10),
         max_attempts: 3,
         assign_timeout: Duration::from_secs(20),
+        stall_timeout: Duration::from_secs(30),
         retention: Duration::from_secs(60),
     }
 }
@@ -201,9 +202,10 @@ fn failures_by_kind() {
             state: JobState::Failed,
             failures: 0,
         },
+        // Busy: back in the queue, not asked again before its next heartbeat.
         Case {
             kind: "busy",
-            state: JobState::Assigned,
+            state: JobState::Queued,
             failures: 0,
         },
         Case {
@@ -466,4 +468,103 @@ fn home_assistant_off_publishes_no_discovery() {
     assert!(out.iter().all(|p| !p.topic.starts_with("homeassistant/")));
     let out = r.worker("w1", SW, &[]);
     assert!(out.iter().all(|p| !p.topic.starts_with("homeassistant/")));
+}
+
+#[test]
+fn a_busy_worker_is_asked_again_only_after_its_next_heartbeat() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    for _ in 0..5 {
+        r.status(
+            id,
+            "a",
+            "failed",
+            r.job(id).attempt,
+            json!({"error": "busy", "error_kind": "busy"}),
+        );
+    }
+    let job = r.job(id);
+    assert_eq!(
+        (job.state, job.attempt),
+        (JobState::Queued, 1),
+        "no assign/refuse loop"
+    );
+    r.worker("a", SW, &[]);
+    assert_eq!(r.job(id).state, JobState::Assigned);
+    assert_eq!(r.job(id).attempt, 2);
+}
+
+#[test]
+fn a_run_lost_before_it_started_is_no_failure() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    let now = r.now;
+    r.core.on_availability("a", b"offline", now).unwrap();
+    let job = r.job(id);
+    assert_eq!((job.state, job.failures), (JobState::Queued, 0));
+}
+
+#[test]
+fn a_stalled_run_moves_and_its_worker_is_fenced() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    r.worker("b", SW, &[]);
+    r.status(id, "a", "processing", 1, json!({}));
+    // Both keep heartbeating, `a` keeps listing the job, but no status comes.
+    for _ in 0..31 {
+        r.advance(1);
+        r.worker("a", SW, &[id]);
+        r.worker("b", SW, &[]);
+        let now = r.now;
+        let out = r.core.tick(now);
+        if r.job(id).worker_id.as_deref() == Some("b") {
+            assert_eq!(fences(&out), vec!["transcode/workers/a/cancel"]);
+            let fence: Value = serde_json::from_slice(
+                &out.iter()
+                    .find(|p| p.topic.ends_with("/cancel"))
+                    .unwrap()
+                    .payload,
+            )
+            .unwrap();
+            assert_eq!(fence["attempt"], 1);
+            assert_eq!(r.job(id).failures, 1);
+            return;
+        }
+    }
+    panic!("the stalled job never moved: {:?}", r.job(id));
+}
+
+#[test]
+fn our_own_outage_is_nobody_else_s_failure() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    // Our connection is down for a minute: no heartbeats reach us, and the
+    // app does not tick. Then we reconnect.
+    r.advance(60);
+    let now = r.now;
+    r.core.on_connected(now);
+    r.advance(1);
+    let now = r.now;
+    r.core.tick(now);
+    let job = r.job(id);
+    assert_eq!(
+        (job.state, job.failures),
+        (JobState::Processing, 0),
+        "{job:?}"
+    );
+}
+
+#[test]
+fn absurd_worker_timestamps_do_not_panic() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    r.status(id, "a", "processing", 1, json!({"timestamp": u64::MAX}));
+    r.worker("a", SW, &[]);
+    assert_eq!(r.job(id).state, JobState::Processing);
 }
