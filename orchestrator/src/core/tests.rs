@@ -21,20 +21,20 @@ fn settings() -> CoreSettings {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_ha(false)
+    }
+
+    /// A rig whose core publishes Home Assistant discovery when `ha`.
+    fn with_ha(ha: bool) -> Rig {
+        let topics = Topics::new("transcode").unwrap();
+        let ha = ha.then(|| crate::homeassistant::Discovery::new("homeassistant", topics.clone()));
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let now = Now {
             instant: Instant::now(),
             ms: 1_000_000,
         };
-        let core = Core::open(
-            store,
-            Topics::new("transcode").unwrap(),
-            settings(),
-            None,
-            now,
-        )
-        .unwrap();
+        let core = Core::open(store, topics, settings(), ha, now).unwrap();
         Rig {
             core,
             now,
@@ -403,15 +403,11 @@ fn own_and_foreign_statuses_change_nothing() {
 
 #[test]
 fn home_assistant_configs_follow_the_workers() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let topics = Topics::new("transcode").unwrap();
-    let now = Now {
-        instant: Instant::now(),
-        ms: 1_000_000,
-    };
-    let ha = crate::homeassistant::Discovery::new("homeassistant", topics.clone());
-    let mut core = Core::open(store, topics, settings(), Some(ha), now).unwrap();
+    let Rig {
+        mut core,
+        now,
+        _dir,
+    } = Rig::with_ha(true);
     let configs = |out: &[Publish]| -> Vec<(String, bool)> {
         out.iter()
             .filter(|p| p.topic.starts_with("homeassistant/device/"))
