@@ -130,10 +130,10 @@ fn from_config_error(e: config::ConfigError) -> ConfigError {
     }
 }
 
-/// Dotted names of every leaf of a value tree (`http.listen`, ...).
-fn leaf_keys(value: &serde_json::Value) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+/// Every leaf of a value tree with its dotted name (`http.listen`, ...);
+/// an empty table counts as a leaf.
+pub fn leaves(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
         match v {
             serde_json::Value::Object(map) if !map.is_empty() || prefix.is_empty() => {
                 for (k, v) in map {
@@ -145,11 +145,17 @@ fn leaf_keys(value: &serde_json::Value) -> Vec<String> {
                     walk(&key, v, out);
                 }
             }
-            _ => out.push(prefix.to_string()),
+            _ => out.push((prefix.to_string(), v.clone())),
         }
     }
+    let mut out = Vec::new();
     walk("", value, &mut out);
     out
+}
+
+/// Dotted names of every leaf of a value tree.
+fn leaf_keys(value: &serde_json::Value) -> Vec<String> {
+    leaves(value).into_iter().map(|(k, _)| k).collect()
 }
 
 fn check_known(

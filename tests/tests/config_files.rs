@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 use transcode_common::config::{load_with_env, Validate};
 use transcode_orchestrator::config::OrchestratorConfig;
 use transcode_worker::config::WorkerConfig;
@@ -17,28 +16,6 @@ fn config_file(name: &str) -> PathBuf {
         .join("..")
         .join("config")
         .join(name)
-}
-
-/// Dotted names of every leaf of a value tree, with the leaf's value.
-fn leaves(value: &Value) -> Vec<(String, Value)> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
-        match v {
-            Value::Object(map) if !map.is_empty() || prefix.is_empty() => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            _ => out.push((prefix.to_string(), v.clone())),
-        }
-    }
-    let mut out = Vec::new();
-    walk("", value, &mut out);
-    out
 }
 
 /// `key` when `line` (comment marker already removed) reads `key = ...`.
@@ -106,7 +83,7 @@ where
     // default is "unset" (TOML has no null).
     let (active, commented) = keys_in_text(&text);
     let raw_defaults = serde_json::to_value(T::default()).expect("settings serialize");
-    let keys = leaves(&raw_defaults);
+    let keys = transcode_common::config::leaves(&raw_defaults);
     assert!(!keys.is_empty(), "no keys found in the defaults of {name}");
     for (key, value) in &keys {
         if value.is_null() {

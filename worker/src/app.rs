@@ -154,7 +154,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
             segment_seconds: config.transcode.segment_seconds,
             keep_outputs: Duration::from_secs(config.transcode.keep_outputs_s),
             probe_timeout: Duration::from_secs(config.transcode.probe_timeout_s),
-            stream_base,
+            stream_base: stream_base.clone(),
             encoders: report.encoders(),
         },
         topics.clone(),
@@ -192,7 +192,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
     );
     tracing::info!(
         worker_id = %worker_id,
-        stream_base = %format!("http://{}:{port}/hls/", net::url_host(&advertise_host)),
+        %stream_base,
         "HTTP server listening on {}",
         std::net::SocketAddr::new(listen.ip(), port)
     );
