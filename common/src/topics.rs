@@ -14,6 +14,8 @@ pub enum Topic {
     WorkerJobs(String),
     WorkerCancel(String),
     WorkerJob(String),
+    WorkerSegments(String),
+    WorkerOutputs(String),
     JobStatus(String),
     JobCancel(String),
     JobsSubmit,
@@ -57,6 +59,18 @@ impl Topics {
     /// so dashboards have one fixed topic per worker.
     pub fn worker_job(&self, worker_id: &str) -> String {
         format!("{}/workers/{worker_id}/job", self.prefix)
+    }
+    /// Segment reports of a worker (see `wire::SegmentReport`).
+    pub fn worker_segments(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/segments", self.prefix)
+    }
+    /// The orchestrator's word on a worker's job outputs (keep, delete).
+    pub fn worker_outputs(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/outputs", self.prefix)
+    }
+    /// Every worker's segment reports.
+    pub fn all_segments(&self) -> String {
+        self.worker_segments("+")
     }
     pub fn worker_cancel(&self, worker_id: &str) -> String {
         format!("{}/workers/{worker_id}/cancel", self.prefix)
@@ -110,6 +124,8 @@ impl Topics {
                     "jobs" => Some(Topic::WorkerJobs(id)),
                     "cancel" => Some(Topic::WorkerCancel(id)),
                     "job" => Some(Topic::WorkerJob(id)),
+                    "segments" => Some(Topic::WorkerSegments(id)),
+                    "outputs" => Some(Topic::WorkerOutputs(id)),
                     _ => None,
                 }
             }
@@ -164,6 +180,10 @@ mod tests {
             (
                 t.worker_cancel("w1"),
                 Some(Topic::WorkerCancel("w1".into())),
+            ),
+            (
+                t.worker_segments("w1"),
+                Some(Topic::WorkerSegments("w1".into())),
             ),
             (t.job_status("j"), Some(Topic::JobStatus("j".into()))),
             (t.job_cancel("j"), Some(Topic::JobCancel("j".into()))),

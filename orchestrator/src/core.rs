@@ -23,6 +23,7 @@ use crate::homeassistant::Discovery;
 use crate::job::Job;
 use crate::registry::{Registry, Transition, WorkerView};
 use crate::scheduler::{self, Candidate};
+use crate::segments::Segments;
 use crate::store::Store;
 
 /// A message to publish (QoS 1).
@@ -114,6 +115,11 @@ pub struct Core {
     /// Ids answered with a `failed` status without becoming jobs (invalid
     /// MQTT submissions), with when: their retained status is cleared later.
     rejected: VecDeque<(Uuid, u64)>,
+    /// Every job's finished segments (see `segments`).
+    segments: HashMap<Uuid, Segments>,
+    /// When a player last fetched a job's playlist or a segment through us,
+    /// and when its holders were last told to keep its output.
+    viewed: HashMap<Uuid, (Instant, Option<Instant>)>,
 }
 
 impl Core {
@@ -137,6 +143,10 @@ impl Core {
             .values()
             .filter(|j| j.state == JobState::Queued)
             .count();
+        let mut segments = store
+            .load_segments()
+            .map_err(|e| JobError::Store(e.to_string()))?;
+        segments.retain(|id, _| jobs.contains_key(id));
         tracing::info!(jobs = jobs.len(), running, queued, "job store loaded");
         Ok(Core {
             ha,
@@ -157,6 +167,8 @@ impl Core {
             next_seq,
             booted: now.instant,
             rejected: VecDeque::new(),
+            segments,
+            viewed: HashMap::new(),
         })
     }
 
@@ -372,12 +384,14 @@ impl Core {
         job.state = JobState::Cancelled;
         job.speed = None;
         job.eta_s = None;
+        job.settling_since = None;
         job.finished_at = Some(now.ms);
         job.updated_at = now.ms;
         tracing::info!(%job_id, "job cancelled");
         self.count_final(&job);
         let saved = self.save(job.clone());
         out.push(self.status_publish(&job, now));
+        out.extend(self.delete_outputs(job_id));
         out.extend(self.dispatch(now));
         saved.map(|_| (job, out))
     }
@@ -450,6 +464,14 @@ impl Core {
                 if status.stream_url.is_some() {
                     job.stream_url = status.stream_url.clone();
                 }
+                if let Some(served) = status.served_segment.filter(|s| *s < wire::MAX_SEGMENTS) {
+                    job.served = Some(job.served.map_or(served, |s| s.max(served)));
+                }
+                if let Some(total) = job.total_segments.filter(|t| *t > 0) {
+                    // A run that fills holes: progress is the share of the
+                    // job's segments that exist.
+                    job.progress = job.progress.max(self.share_done(&job, total));
+                }
                 if let (Some(n), Some(t)) = (status.segments_done, status.resume_time) {
                     job.segments_done = Some(n);
                     job.resume_time = Some(t);
@@ -464,19 +486,31 @@ impl Core {
                 }
             }
             JobState::Completed => {
-                job.state = JobState::Completed;
-                job.progress = 100.0;
-                job.speed = None;
-                job.eta_s = None;
-                job.error = None;
-                job.error_kind = None;
-                job.finished_at = Some(now.ms);
                 if status.stream_url.is_some() {
                     job.stream_url = status.stream_url.clone();
                 }
-                tracing::info!(%job_id, worker_id = %worker, "job completed");
-                self.count_final(&job);
-                let _ = self.save(job);
+                tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, "run completed");
+                if job.run_to.is_none() {
+                    // This run went to the end of the source.
+                    let end = status
+                        .segments_done
+                        .filter(|n| *n > job.run_from && *n < wire::MAX_SEGMENTS)
+                        .unwrap_or(job.run_next);
+                    if end > 0 {
+                        job.total_segments = Some(end);
+                    }
+                }
+                if job.run_next == job.run_from && status.segments_done <= Some(job.run_from) {
+                    // Nothing came of it: a failed run, or this would loop.
+                    let reason = format!(
+                        "worker {worker} finished a run of job {job_id} without writing segment {}",
+                        job.run_from
+                    );
+                    out.extend(self.requeue(job, reason, true, now));
+                } else {
+                    job.settling_since = Some(now.ms);
+                    out.extend(self.settle(job, now));
+                }
                 out.extend(self.dispatch(now));
             }
             JobState::Cancelled => {
@@ -682,8 +716,18 @@ impl Core {
             }
             out.extend(self.requeue(job, reason, counts, now));
         }
+        let settling: Vec<Job> = self
+            .jobs
+            .values()
+            .filter(|j| j.settling_since.is_some() && !j.state.is_final())
+            .cloned()
+            .collect();
+        for job in settling {
+            out.extend(self.settle(job, now));
+        }
         out.extend(self.dispatch(now));
         out.extend(self.prune(now));
+        out.extend(self.keep_watched_outputs(now));
         out.extend(self.stats(false));
         out
     }
@@ -719,6 +763,7 @@ impl Core {
         job.fps = 0.0;
         job.processing_since = None;
         job.assigned_at = None;
+        job.settling_since = None;
         if job.failures >= self.settings.max_attempts {
             job.state = JobState::Failed;
             job.error = Some(format!(
@@ -736,7 +781,7 @@ impl Core {
             job.error = Some(format!("requeued: {reason}"));
             job.error_kind = None;
             job.stream_url = None;
-            tracing::warn!(job_id = %job.job_id, resume_at = ?job.resume_time, "job requeued: {reason}");
+            tracing::warn!(job_id = %job.job_id, priority = job.priority(), "job requeued: {reason}");
         }
         let _ = self.save(job.clone());
         vec![self.status_publish(&job, now)]
@@ -796,6 +841,16 @@ impl Core {
             let Some(worker) = chosen.map(str::to_string) else {
                 break;
             };
+            let Some((from, count)) = self.plan(&job) else {
+                // Every segment is there: nothing left to run.
+                job.settling_since = Some(now.ms);
+                out.extend(self.settle(job, now));
+                continue;
+            };
+            job.run_from = from;
+            job.run_to = count.map(|c| from + c);
+            job.run_next = from;
+            job.settling_since = None;
             job.attempt += 1;
             job.state = JobState::Assigned;
             job.worker_id = Some(worker.clone());
@@ -807,7 +862,7 @@ impl Core {
                 .dispatch_latency
                 .observe(now.ms.saturating_sub(job.queued_at) as f64 / 1000.0);
             let assignment = job.assignment();
-            tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, start_time = assignment.start_time, "job assigned");
+            tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, first_segment = job.run_from, end_segment = ?job.run_to, "job assigned");
             if self.save(job.clone()).is_err() {
                 break;
             }
@@ -837,7 +892,10 @@ impl Core {
                 tracing::error!(%job_id, "cannot prune: {e}");
                 continue;
             }
+            out.extend(self.delete_outputs(job_id));
             self.jobs.remove(&job_id);
+            self.segments.remove(&job_id);
+            self.viewed.remove(&job_id);
             tracing::info!(%job_id, "finished job pruned after state.retention_s");
             out.push(self.clear(job_id));
         }
@@ -976,17 +1034,6 @@ impl Core {
         );
         e.finish()
     }
-
-    /// Where a player should fetch the job's playlist now: `Ok(url)`, or
-    /// `Err(retry_after_s)` while no worker serves it yet.
-    pub fn stream_location(&self, job_id: Uuid) -> Option<Result<String, u64>> {
-        let job = self.jobs.get(&job_id)?;
-        Some(match (&job.stream_url, job.state) {
-            (Some(url), JobState::Processing | JobState::Completed) => Ok(url.clone()),
-            (_, s) if s.is_final() => Err(0),
-            _ => Err(2),
-        })
-    }
 }
 
 fn log_transition(worker_id: &str, transition: &Option<Transition>) {
@@ -997,5 +1044,8 @@ fn log_transition(worker_id: &str, transition: &Option<Transition>) {
     }
 }
 
+mod stream;
 #[cfg(test)]
 mod tests;
+
+pub use stream::{PlaylistAnswer, SegmentAnswer};

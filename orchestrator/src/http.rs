@@ -7,12 +7,14 @@
 //! | `GET /api/jobs`, `GET /api/jobs/{id}` | the jobs / one job; `404` |
 //! | `DELETE /api/jobs/{id}` | `200` the cancelled job; `404`; `409` if finished |
 //! | `GET /api/workers` | every known worker |
-//! | `GET /stream/{id}/index.m3u8` | `302` to the worker serving it; `503` + `Retry-After` until then |
+//! | `GET /stream/{id}/index.m3u8` | the job's playlist, written from its segment map; `503` + `Retry-After` before the first segment |
+//! | `GET /stream/{id}/seg<N>.ts` | `302` to the worker holding the segment; held while it is encoded again |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text |
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::json;
 use transcode_common::wire::{self, JobRequest, MAX_PAYLOAD_BYTES};
@@ -22,7 +24,8 @@ use warp::hyper::body::Bytes;
 use warp::reply::Reply;
 use warp::Filter;
 
-use crate::core::{Core, JobError, Now, Publish};
+use crate::core::{Core, JobError, Now, PlaylistAnswer, Publish, SegmentAnswer};
+use crate::segments;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -119,44 +122,51 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .map(|s: ApiState| warp::reply::json(&s.core().workers()).into_response());
 
-    let stream = warp::path!("stream" / String / "index.m3u8")
+    let playlist = warp::path!("stream" / String / "index.m3u8")
         .and(warp::get().or(warp::head()).unify())
         .and(with_state.clone())
         .map(|raw: String, s: ApiState| {
             let Ok(id) = Uuid::try_parse(&raw) else {
-                return not_a_job_id(&raw);
+                return with_cors(not_a_job_id(&raw));
             };
-            let location = s.core().stream_location(id);
-            match location {
-                None => job_error(JobError::NotFound(id)),
-                Some(Ok(url)) => Response::builder()
-                    .status(StatusCode::FOUND)
-                    .header(header::LOCATION, url)
-                    .header(header::CACHE_CONTROL, "no-store")
-                    .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-                    .body(Bytes::new().into())
+            let answer = s.core().playlist(id, Now::current());
+            with_cors(match answer {
+                PlaylistAnswer::Playlist(text) => Response::builder()
+                    .header(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(Bytes::from(text).into())
                     .unwrap_or_else(|_| {
-                        error(StatusCode::INTERNAL_SERVER_ERROR, "redirect failed")
+                        error(StatusCode::INTERNAL_SERVER_ERROR, "playlist failed")
                     }),
-                Some(Err(0)) => error(
+                PlaylistAnswer::NotFound => job_error(JobError::NotFound(id)),
+                PlaylistAnswer::Gone => error(
                     StatusCode::GONE,
                     format!("job {id} ended without a stream to play"),
                 ),
-                Some(Err(retry)) => {
-                    let mut r = error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("job {id} has no stream yet; try again in {retry} s"),
-                    );
-                    if let Ok(v) = header::HeaderValue::from_str(&retry.to_string()) {
-                        r.headers_mut().insert(header::RETRY_AFTER, v);
-                    }
-                    r.headers_mut().insert(
-                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                        header::HeaderValue::from_static("*"),
-                    );
-                    r
-                }
-            }
+                PlaylistAnswer::NotYet(retry) => retry_later(
+                    format!("job {id} has no segment yet; try again in {retry} s"),
+                    retry,
+                ),
+            })
+        });
+
+    let segment = warp::path!("stream" / String / String)
+        .and(warp::get().or(warp::head()).unify())
+        .and(with_state.clone())
+        .then(|raw: String, file: String, s: ApiState| async move {
+            let Ok(id) = Uuid::try_parse(&raw) else {
+                return with_cors(not_a_job_id(&raw));
+            };
+            let Some(index) = segments::parse_segment_name(&file) else {
+                return with_cors(error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "job {id} has no file {:?}: its stream is index.m3u8 and seg<N>.ts",
+                        transcode_common::validate::truncate(&file, 60)
+                    ),
+                ));
+            };
+            with_cors(segment(&s, id, index).await)
         });
 
     let metrics = warp::path!("metrics")
@@ -190,13 +200,82 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(workers)
         .unify()
-        .or(stream)
+        .or(playlist)
+        .unify()
+        .or(segment)
         .unify()
         .or(health)
         .unify()
         .or(metrics)
         .unify()
         .recover(handle_rejection)
+}
+
+/// How long a request for a segment nobody holds right now waits for it to
+/// be encoded again before the player is told to retry: under hls.js's 10 s
+/// time to first byte.
+const SEGMENT_WAIT: Duration = Duration::from_secs(8);
+const SEGMENT_POLL: Duration = Duration::from_millis(100);
+
+/// A segment: `302` to the worker that holds it; when its holder is gone,
+/// held until it exists again (a player sees a slow answer, never an
+/// error), then `503` with `Retry-After`.
+async fn segment(s: &ApiState, id: Uuid, index: u64) -> warp::reply::Response {
+    let deadline = tokio::time::Instant::now() + SEGMENT_WAIT;
+    loop {
+        let answer = s.core().segment_location(id, index, Now::current());
+        match answer {
+            SegmentAnswer::Redirect(url) => {
+                return Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header(header::LOCATION, url)
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .body(Bytes::new().into())
+                    .unwrap_or_else(|_| {
+                        error(StatusCode::INTERNAL_SERVER_ERROR, "redirect failed")
+                    })
+            }
+            SegmentAnswer::NotFound => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("job {id} has no segment {index}"),
+                )
+            }
+            SegmentAnswer::Gone => {
+                return error(
+                    StatusCode::GONE,
+                    format!(
+                    "job {id} is over and segment {index} was deleted (transcode.keep_outputs_s)"
+                ),
+                )
+            }
+            SegmentAnswer::Wait if tokio::time::Instant::now() >= deadline => {
+                return retry_later(
+                    format!("segment {index} of job {id} is being encoded again; try again in 1 s"),
+                    1,
+                )
+            }
+            SegmentAnswer::Wait => tokio::time::sleep(SEGMENT_POLL).await,
+        }
+    }
+}
+
+/// `503` with `Retry-After`.
+fn retry_later(message: String, retry_s: u64) -> warp::reply::Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    if let Ok(v) = header::HeaderValue::from_str(&retry_s.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Players fetch the stream from other origins (a web page, a TV app).
+fn with_cors(mut r: warp::reply::Response) -> warp::reply::Response {
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    r
 }
 
 fn submit(body: &[u8], s: &ApiState) -> warp::reply::Response {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use transcode_common::validate::{Bitrate, Resolution};
-use transcode_common::wire::{ErrorKind, JobAssignment, JobRequest, JobState, JobStatus};
+use transcode_common::wire::{ErrorKind, Grid, JobAssignment, JobRequest, JobState, JobStatus};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +55,39 @@ pub struct Job {
     pub refused_by: Option<String>,
     /// Something a person should know about how the job runs.
     pub note: Option<String>,
+    /// The frame grid every run cuts its segments on, from the first run
+    /// that reported a segment.
+    #[serde(default)]
+    pub grid: Option<Grid>,
+    /// The encodings the segments carry, in order of first use.
+    #[serde(default)]
+    pub encodings: Vec<String>,
+    /// How many segments the playlist lists: it only grows.
+    #[serde(default)]
+    pub listed: u64,
+    /// How many segments the whole job has, once a run reached the end of
+    /// the source.
+    #[serde(default)]
+    pub total_segments: Option<u64>,
+    /// The highest segment a player asked the orchestrator for.
+    #[serde(default)]
+    pub requested: Option<u64>,
+    /// The highest segment a worker says it served to a player.
+    #[serde(default)]
+    pub served: Option<u64>,
+    /// The current (or last) run's first segment and, for a run that fills
+    /// a hole, its end (exclusive).
+    #[serde(default)]
+    pub run_from: u64,
+    #[serde(default)]
+    pub run_to: Option<u64>,
+    /// The segment the current run reports next.
+    #[serde(default)]
+    pub run_next: u64,
+    /// When the current run said it completed while some of its segments'
+    /// reports had not arrived yet (they travel on another topic).
+    #[serde(default)]
+    pub settling_since: Option<u64>,
 }
 
 /// Said on split jobs until splitting ships.
@@ -94,7 +127,25 @@ impl Job {
             workers: Vec::new(),
             refused_by: None,
             note: req.is_mesh_mode.then(|| MESH_NOTE.to_string()),
+            grid: None,
+            encodings: Vec::new(),
+            listed: 0,
+            total_segments: None,
+            requested: None,
+            served: None,
+            run_from: 0,
+            run_to: None,
+            run_next: 0,
+            settling_since: None,
         }
+    }
+
+    /// Where a viewer needs the next segment: right after the highest one a
+    /// worker served, or the highest one a player asked for (it may not
+    /// have arrived).
+    pub fn priority(&self) -> u64 {
+        let served = self.served.map(|s| s + 1).unwrap_or(0);
+        served.max(self.requested.unwrap_or(0))
     }
 
     /// Whether this job is the same request as `req` (an idempotent resubmit).
@@ -106,20 +157,23 @@ impl Job {
             && self.is_mesh_mode == req.is_mesh_mode
     }
 
-    /// The order for the worker that gets the next run.
+    /// The order for the worker that gets the next run: segments
+    /// `run_from..run_to` (or to the end) on the job's grid. `start_time`
+    /// stays the job's: the worker finds segment `run_from` on the grid.
     pub fn assignment(&self) -> JobAssignment {
-        let resume = self.resume_time.filter(|t| *t > self.start_time);
         JobAssignment {
             job_id: self.job_id,
             source_path: self.source_path.clone(),
             resolution: self.resolution,
             bitrate: self.bitrate,
-            start_time: resume.unwrap_or(self.start_time),
+            start_time: self.start_time,
             is_mesh_mode: self.is_mesh_mode,
             attempt: self.attempt,
             duration: None,
-            segment_offset: resume.and(self.segments_done).filter(|n| *n > 0),
-            origin_time: resume.map(|_| self.start_time),
+            segment_offset: (self.run_from > 0).then_some(self.run_from),
+            origin_time: None,
+            segment_count: self.run_to.map(|t| t.saturating_sub(self.run_from).max(1)),
+            grid: self.grid,
         }
     }
 
@@ -138,14 +192,17 @@ impl Job {
             error_kind: self.error_kind,
             segments_done: self.segments_done,
             resume_time: self.resume_time,
+            served_segment: self.served,
             attempt: (self.attempt > 0).then_some(self.attempt),
             timestamp: Some(now_ms),
         }
     }
 
-    /// Is the job held by a worker right now?
+    /// Is the job held by a worker right now? A run that said it completed
+    /// while its last reports are on their way holds no worker.
     pub fn is_running(&self) -> bool {
         matches!(self.state, JobState::Assigned | JobState::Processing)
+            && self.settling_since.is_none()
     }
 }
 
@@ -161,34 +218,49 @@ mod tests {
     }
 
     #[test]
-    fn assignments_resume_after_the_last_segment() {
+    fn assignments_name_their_segments_on_the_grid() {
         let mut job = Job::from_request(&request(), Uuid::new_v4(), 1, 0);
         job.attempt = 1;
         let a = job.assignment();
         assert_eq!(
-            (a.start_time, a.segment_offset, a.origin_time),
-            (6.0, None, None)
+            (a.start_time, a.segment_offset, a.segment_count, a.grid),
+            (6.0, None, None, None)
         );
 
+        let grid = Grid {
+            segment_frames: 120,
+            fps_num: 30,
+            fps_den: 1,
+        };
         job.attempt = 2;
-        job.resume_time = Some(14.0);
-        job.segments_done = Some(2);
+        job.grid = Some(grid);
+        job.run_from = 3;
+        job.run_to = Some(5);
         let a = job.assignment();
+        // The job's own start time: the worker finds segment 3 on the grid.
         assert_eq!(
-            (a.start_time, a.segment_offset, a.origin_time),
-            (14.0, Some(2), Some(6.0))
+            (a.start_time, a.segment_offset, a.segment_count, a.grid),
+            (6.0, Some(3), Some(2), Some(grid))
         );
         assert_eq!(a.attempt, 2);
         assert!(a.validate().is_ok());
+    }
 
-        // A resume point at the start is no resume.
-        job.resume_time = Some(6.0);
-        job.segments_done = Some(0);
-        let a = job.assignment();
-        assert_eq!(
-            (a.start_time, a.segment_offset, a.origin_time),
-            (6.0, None, None)
-        );
+    #[test]
+    fn the_viewer_sets_the_priority() {
+        let mut job = Job::from_request(&request(), Uuid::new_v4(), 1, 0);
+        let cases = [
+            (None, None, 0),
+            (Some(4), None, 5),
+            (None, Some(7), 7),
+            (Some(9), Some(7), 10),
+            (Some(3), Some(7), 7),
+        ];
+        for (served, requested, want) in cases {
+            job.served = served;
+            job.requested = requested;
+            assert_eq!(job.priority(), want, "{served:?} {requested:?}");
+        }
     }
 
     #[test]

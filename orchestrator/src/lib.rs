@@ -6,6 +6,8 @@
 //!   pure, tested by table.
 //! - [`scheduler`]: which worker gets a job; pure, tested by table.
 //! - [`job`]: the job record; [`store`]: the jobs on disk (redb).
+//! - [`segments`]: a job's segment map, the next run's range and the
+//!   playlist; pure, tested by table.
 //! - [`core`]: the state machine of jobs and workers: events in, MQTT
 //!   messages out, every change stored first.
 //! - [`ctl`]: what `transcodectl` prints.
@@ -21,4 +23,5 @@ pub mod http;
 pub mod job;
 pub mod registry;
 pub mod scheduler;
+pub mod segments;
 pub mod store;

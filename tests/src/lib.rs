@@ -10,6 +10,8 @@
 //! - [`wait_until`]: polling with a deadline, never a fixed sleep.
 //! - [`mqtt`]: `mosquitto_sub`/`mosquitto_pub` wrappers.
 
+pub mod browser;
+pub mod decode;
 pub mod mqtt;
 
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,7 @@
 //! its retained heartbeat and availability true.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -14,11 +15,14 @@ use transcode_common::{mqtt_url, unix_ms, wire};
 use crate::config::WorkerConfig;
 use crate::heartbeat::{self, Activity, Identity};
 use crate::jobs::{JobSettings, Jobs};
+use crate::outputs::Outputs;
 use crate::stats::Stats;
 use crate::{discover, http, net, probe};
 
 /// How long shutdown waits for the broker to take our last words.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often expired outputs are looked for.
+const OUTPUT_SWEEP: Duration = Duration::from_secs(1);
 /// How long shutdown waits for running FFmpeg processes to stop.
 const JOBS_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -143,34 +147,39 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
 
     let (activity_tx, mut activity_rx) = watch::channel(Activity::default());
     let stream_base = format!("http://{}:{port}/hls/", net::url_host(&advertise_host));
+    // Outputs an earlier process left are kept (the orchestrator may still
+    // list their segments) and expire like any other.
+    let outputs = Arc::new(Outputs::new(
+        config.transcode.output_dir.clone(),
+        Duration::from_secs(config.transcode.keep_outputs_s),
+    ));
+    match outputs.open() {
+        Ok(kept) if !kept.is_empty() => {
+            tracing::info!(worker_id = %worker_id, kept = kept.len(), "outputs of an earlier run kept; the orchestrator hears what they hold")
+        }
+        Ok(_) => {}
+        Err(e) => bail!(
+            "worker {worker_id}: cannot use the output folder {}: {e} (transcode.output_dir)",
+            config.transcode.output_dir.display()
+        ),
+    }
     let jobs = Jobs::new(
         JobSettings {
             worker_id: worker_id.clone(),
             media_root: config.media.root.clone(),
             ffmpeg: config.transcode.ffmpeg.clone(),
             ffprobe: config.transcode.ffprobe.clone(),
-            output_dir: config.transcode.output_dir.clone(),
             max_jobs: config.transcode.max_jobs,
             segment_seconds: config.transcode.segment_seconds,
-            keep_outputs: Duration::from_secs(config.transcode.keep_outputs_s),
             probe_timeout: Duration::from_secs(config.transcode.probe_timeout_s),
             stream_base: stream_base.clone(),
             encoders: report.encoders(),
         },
+        outputs.clone(),
         topics.clone(),
         client.clone(),
         activity_tx.clone(),
     );
-    match jobs.clean_stale_outputs() {
-        Ok(0) => {}
-        Ok(n) => {
-            tracing::info!(worker_id = %worker_id, removed = n, "deleted outputs left by an earlier run")
-        }
-        Err(e) => bail!(
-            "worker {worker_id}: cannot use the output folder {}: {e} (transcode.output_dir)",
-            config.transcode.output_dir.display()
-        ),
-    }
     let metrics: http::MetricsSource = {
         let jobs = jobs.clone();
         let max_jobs = config.transcode.max_jobs;
@@ -179,16 +188,12 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
     };
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        warp::serve(http::routes(
-            worker_id.clone(),
-            config.transcode.output_dir.clone(),
-            metrics,
-        ))
-        .incoming(listener)
-        .graceful(async {
-            let _ = http_stopped.await;
-        })
-        .run(),
+        warp::serve(http::routes(worker_id.clone(), outputs.clone(), metrics))
+            .incoming(listener)
+            .graceful(async {
+                let _ = http_stopped.await;
+            })
+            .run(),
     );
     tracing::info!(
         worker_id = %worker_id,
@@ -205,10 +210,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
     let mut connected = false;
     let mut ticker = tokio::time::interval(Duration::from_secs(config.heartbeat.interval_s));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = tokio::time::interval(OUTPUT_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = sweep.tick() => jobs.sweep_outputs().await,
             _ = ticker.tick() => {
                 if connected {
                     session.publish_heartbeat(&activity_rx.borrow(), &mut stats);
@@ -229,10 +237,14 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                     if activity_rx.borrow().active_jobs.is_empty() {
                         jobs.publish_idle();
                     }
+                    // Whatever the orchestrator missed while we were apart.
+                    let jobs = jobs.clone();
+                    tokio::spawn(async move { jobs.publish_inventory().await });
                 }
                 Some(SessionEvent::Message(p)) => match topics.parse(&p.topic) {
                     Some(Topic::WorkerJobs(id)) if id == worker_id => jobs.on_assignment(&p.payload).await,
                     Some(Topic::WorkerCancel(id)) if id == worker_id => jobs.on_cancel(&p.payload).await,
+                    Some(Topic::WorkerOutputs(id)) if id == worker_id => jobs.on_output(&p.payload),
                     _ => tracing::debug!(worker_id = %worker_id, topic = %p.topic, "message on a topic we do not handle"),
                 },
                 Some(SessionEvent::Lost(_)) => {
@@ -279,7 +291,11 @@ struct Session {
 impl Session {
     async fn subscribe(&self) {
         let id = &self.identity.worker_id;
-        for topic in [self.topics.worker_jobs(id), self.topics.worker_cancel(id)] {
+        for topic in [
+            self.topics.worker_jobs(id),
+            self.topics.worker_cancel(id),
+            self.topics.worker_outputs(id),
+        ] {
             if let Err(e) = self.client.subscribe(&topic, QoS::AtLeastOnce).await {
                 tracing::error!(worker_id = %id, %topic, error = %e, "cannot subscribe");
             }

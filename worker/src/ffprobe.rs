@@ -18,6 +18,15 @@ pub struct SourceInfo {
     pub height: u32,
     /// Frames per second; 25 when the file does not say.
     pub fps: f64,
+    /// The frame rate as a fraction (numerator, denominator): the frame
+    /// grid of a job is counted on it.
+    pub rate: (u32, u32),
+    /// The frames are not evenly spaced (the average rate is not the base
+    /// rate): the encode first makes the rate constant.
+    pub variable_rate: bool,
+    /// Seconds from the start of the file (what `-ss` counts from) to the
+    /// first video frame.
+    pub video_start: f64,
     pub has_audio: bool,
     pub video_codec: String,
 }
@@ -74,6 +83,7 @@ struct Stream {
     avg_frame_rate: Option<String>,
     r_frame_rate: Option<String>,
     duration: Option<String>,
+    start_time: Option<String>,
     #[serde(default)]
     side_data_list: Vec<serde_json::Value>,
     #[serde(default)]
@@ -85,7 +95,16 @@ struct Stream {
 #[derive(Deserialize)]
 struct Format {
     duration: Option<String>,
+    start_time: Option<String>,
     format_name: Option<String>,
+}
+
+/// `30000/1001` → (30000, 1001); `0/0`, huge and garbage → None.
+pub fn parse_fraction(rate: &str) -> Option<(u32, u32)> {
+    let (n, d) = rate.split_once('/').unwrap_or((rate, "1"));
+    let (n, d) = (n.trim().parse::<u32>().ok()?, d.trim().parse::<u32>().ok()?);
+    let fps = f64::from(n) / f64::from(d.max(1));
+    (n > 0 && d > 0 && (1.0..=240.0).contains(&fps)).then_some((n, d))
 }
 
 /// `30000/1001` → 29.97; `0/0` and garbage → None.
@@ -155,13 +174,41 @@ pub fn parse(json: &str) -> Result<SourceInfo, String> {
         .and_then(parse_rate)
         .or_else(|| video.r_frame_rate.as_deref().and_then(parse_rate))
         .unwrap_or(25.0);
+    let base = video.r_frame_rate.as_deref().and_then(parse_fraction);
+    let average = video.avg_frame_rate.as_deref().and_then(parse_fraction);
+    // Containers state rates differently (24000/1001 against 2997/125):
+    // compare the values, not the fractions.
+    let as_f64 = |(n, d): (u32, u32)| f64::from(n) / f64::from(d);
+    let variable_rate = match (base, average) {
+        (Some(b), Some(a)) => (as_f64(b) - as_f64(a)).abs() > 0.01,
+        _ => false,
+    };
+    // A variable rate is made constant at the average rate.
+    let rate = if variable_rate {
+        average
+    } else {
+        base.or(average)
+    }
+    .unwrap_or_else(|| ((fps * 1000.0).round().max(1.0) as u32, 1000));
+    let start = |s: Option<&str>| {
+        s.and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    let format_start = start(probe.format.as_ref().and_then(|f| f.start_time.as_deref()));
+    let video_start = match (start(video.start_time.as_deref()), format_start) {
+        (Some(v), Some(f)) => (v - f).clamp(0.0, 60.0),
+        _ => 0.0,
+    };
     let duration = parse_seconds(probe.format.as_ref().and_then(|f| f.duration.as_deref()))
         .or_else(|| parse_seconds(video.duration.as_deref()));
     Ok(SourceInfo {
         duration,
         width,
         height,
-        fps,
+        fps: as_f64(rate),
+        rate,
+        variable_rate,
+        video_start,
         has_audio: probe
             .streams
             .iter()

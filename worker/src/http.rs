@@ -6,7 +6,6 @@
 //! no path a client sends, however encoded, can name anything else.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -16,16 +15,21 @@ use warp::hyper::body::Bytes;
 use warp::Filter;
 
 use crate::command::{self, PLAYLIST};
+use crate::outputs::Outputs;
+
+/// `seg<N>.ts` → N.
+fn segments_name(file: &str) -> Option<u64> {
+    file.strip_prefix("seg")?.strip_suffix(".ts")?.parse().ok()
+}
 
 /// Renders `/metrics` on request.
 pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 pub fn routes(
     worker_id: String,
-    output_dir: PathBuf,
+    outputs: Arc<Outputs>,
     metrics: MetricsSource,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
-    let output_dir = Arc::new(output_dir);
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {
         Response::builder()
             .header(
@@ -40,7 +44,7 @@ pub fn routes(
         .map(move || warp::reply::json(&json!({"status": "ok", "worker_id": worker_id})));
     let hls = warp::path!("hls" / String / String)
         .and(warp::get().or(warp::head()).unify())
-        .and(warp::any().map(move || output_dir.clone()))
+        .and(warp::any().map(move || outputs.clone()))
         .then(serve_hls);
     let preflight = warp::path("hls").and(warp::options()).map(|| {
         Response::builder()
@@ -86,7 +90,7 @@ impl<T: warp::Reply> WithCors for T {
     }
 }
 
-async fn serve_hls(job: String, file: String, output_dir: Arc<PathBuf>) -> warp::reply::Response {
+async fn serve_hls(job: String, file: String, outputs: Arc<Outputs>) -> warp::reply::Response {
     let Ok(job_id) = Uuid::try_parse(&job) else {
         return not_found();
     };
@@ -95,11 +99,16 @@ async fn serve_hls(job: String, file: String, output_dir: Arc<PathBuf>) -> warp:
     }
     // The folder name comes from the parsed UUID, the file name from the
     // whitelist: nothing of the request's path reaches the file system.
-    let path = output_dir.join(job_id.to_string()).join(&file);
+    let path = outputs.folder(job_id).join(&file);
     let body = match tokio::fs::read(&path).await {
         Ok(b) => b,
         Err(_) => return not_found(),
     };
+    // Every request keeps the output alive (transcode.keep_outputs_s).
+    match segments_name(&file) {
+        Some(index) => outputs.served(job_id, index),
+        None => outputs.touch(job_id),
+    }
     let (content_type, cache) = if file == PLAYLIST {
         // An event playlist grows while FFmpeg runs: never cache it.
         (

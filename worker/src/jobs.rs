@@ -21,13 +21,16 @@ use transcode_common::unix_ms;
 use transcode_common::wire::{self, ErrorKind, JobAssignment, JobState, JobStatus};
 use uuid::Uuid;
 
-use crate::command::{self, EncodeSpec, PLAYLIST};
+use crate::command::{self, EncodeSpec, RunWindow, PLAYLIST};
 use crate::heartbeat::Activity;
+use crate::outputs::{Held, Outputs};
 use crate::progress::{self, ProgressParser};
 use crate::{ffprobe, media};
 
 /// How long FFmpeg has to stop after `q` before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_millis(1500);
+/// How often FFmpeg's playlist is read for new segments.
+const SEGMENT_POLL: Duration = Duration::from_millis(200);
 /// Progress is published at most this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// How many (job_id, attempt) pairs are remembered to drop redeliveries.
@@ -42,10 +45,9 @@ pub struct JobSettings {
     pub media_root: PathBuf,
     pub ffmpeg: String,
     pub ffprobe: String,
-    pub output_dir: PathBuf,
     pub max_jobs: u32,
+    /// The segment length of a job whose first run happens here.
     pub segment_seconds: u32,
-    pub keep_outputs: Duration,
     pub probe_timeout: Duration,
     /// `http://host:port/hls/`: a job's stream is `{stream_base}{job_id}/index.m3u8`.
     pub stream_base: String,
@@ -78,9 +80,6 @@ struct State {
     fps: HashMap<Uuid, f64>,
     /// Assignments by how they ended, for `/metrics`.
     results: HashMap<&'static str, u64>,
-    /// How many runs of each job finished here: an output is deleted only by
-    /// the timer of the run that wrote it last.
-    finished_runs: HashMap<Uuid, u64>,
 }
 
 /// What `/metrics` reports about jobs.
@@ -99,6 +98,8 @@ pub struct Jobs {
 
 struct Inner {
     settings: JobSettings,
+    /// The job folders: what they hold, who watches them, when they go.
+    outputs: Arc<Outputs>,
     topics: Topics,
     client: AsyncClient,
     activity: watch::Sender<Activity>,
@@ -108,6 +109,7 @@ struct Inner {
 impl Jobs {
     pub fn new(
         settings: JobSettings,
+        outputs: Arc<Outputs>,
         topics: Topics,
         client: AsyncClient,
         activity: watch::Sender<Activity>,
@@ -115,6 +117,7 @@ impl Jobs {
         Jobs {
             inner: Arc::new(Inner {
                 settings,
+                outputs,
                 topics,
                 client,
                 activity,
@@ -148,22 +151,6 @@ impl Jobs {
             fps,
             results,
         }
-    }
-
-    /// Deletes the outputs a previous run of this worker left behind (only
-    /// folders named like a job id) and makes sure the folder exists.
-    pub fn clean_stale_outputs(&self) -> std::io::Result<usize> {
-        let dir = &self.inner.settings.output_dir;
-        std::fs::create_dir_all(dir)?;
-        let mut removed = 0;
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let name = entry.file_name();
-            let is_job = name.to_str().is_some_and(|n| Uuid::parse_str(n).is_ok());
-            if is_job && entry.path().is_dir() && std::fs::remove_dir_all(entry.path()).is_ok() {
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 
     /// A message on our job topic.
@@ -271,6 +258,7 @@ impl Jobs {
                 a.active_jobs.push(job_id);
             }
         });
+        self.inner.outputs.set_running(job_id, true);
         let jobs = self.clone();
         let span = tracing::info_span!("job", job_id = %job_id, worker_id = %worker_id, attempt);
         tokio::spawn(tracing::Instrument::instrument(
@@ -418,10 +406,15 @@ impl Jobs {
         let worker_id = self.worker_id();
         let mut s = JobStatus::new(job_id, JobState::Failed);
         match outcome {
-            Outcome::Completed { stream_url } => {
+            Outcome::Completed {
+                stream_url,
+                segments_done,
+            } => {
                 s.state = JobState::Completed;
                 s.progress = 100.0;
                 s.stream_url = stream_url;
+                s.segments_done = Some(segments_done);
+                s.served_segment = self.inner.outputs.served_max(job_id);
                 tracing::info!(took_s = started.elapsed().as_secs_f64(), "job completed");
             }
             Outcome::Stopped(StopReason::Cancelled, last) => {
@@ -473,31 +466,8 @@ impl Jobs {
             self.inner
                 .activity
                 .send_modify(|a| a.active_jobs.retain(|j| *j != job_id));
-            let generation = {
-                let mut state = self.state();
-                let n = state.finished_runs.entry(job_id).or_default();
-                *n += 1;
-                *n
-            };
-            let jobs = self.clone();
-            let keep = self.inner.settings.keep_outputs;
-            tokio::spawn(async move {
-                tokio::time::sleep(keep).await;
-                let ours = {
-                    let mut state = jobs.state();
-                    let latest = state.finished_runs.get(&job_id) == Some(&generation);
-                    if latest {
-                        state.finished_runs.remove(&job_id);
-                    }
-                    latest && !state.running.contains_key(&job_id)
-                };
-                if ours {
-                    let dir = jobs.inner.settings.output_dir.join(job_id.to_string());
-                    if std::fs::remove_dir_all(&dir).is_ok() {
-                        tracing::info!(%job_id, "output deleted after transcode.keep_outputs_s");
-                    }
-                }
-            });
+            // From now on the output is kept while players use it.
+            self.inner.outputs.set_running(job_id, false);
         }
     }
 
@@ -538,27 +508,42 @@ impl Jobs {
                 )
             }
         };
-        let remaining = info.duration.map(|d| d - a.start_time);
+        // The job's grid: the one its first run decided, or ours when this
+        // is the first run.
+        let grid = a
+            .grid
+            .unwrap_or_else(|| RunWindow::grid_for(info.rate, settings.segment_seconds));
+        let window = RunWindow {
+            grid,
+            first_segment: a.segment_offset.unwrap_or(0),
+            segment_count: a.segment_count,
+            job_first_frame: RunWindow::first_frame(a.start_time, info.video_start, grid.fps()),
+            video_start: info.video_start,
+            variable_rate: info.variable_rate,
+        };
+        let remaining = info
+            .duration
+            .map(|d| d - a.start_time - window.offset_seconds());
         if remaining.is_some_and(|r| r <= 0.0) {
             return Outcome::Failed(
                 ErrorKind::Input,
                 format!(
-                    "worker {worker_id}: start_time {} is past the end of {:?} ({:.1} s long)",
-                    a.start_time,
+                    "worker {worker_id}: segment {} of {:?} from {} s starts past its end ({:.1} s long)",
+                    window.first_segment,
                     a.source_path,
+                    a.start_time,
                     info.duration.unwrap_or_default()
                 ),
             );
         }
-        // This run's length, and where it sits in the whole job (a resumed
-        // run starts after what an earlier worker already delivered).
-        let run_length = match (a.duration, remaining) {
+        // This run's length, and where it sits in the whole job.
+        let run_length = match (window.duration(), remaining) {
             (Some(d), Some(r)) => Some(d.min(r)),
             (Some(d), None) => Some(d),
             (None, r) => r,
         };
-        let before = a.start_time - a.origin_time.unwrap_or(a.start_time);
-        let total = run_length.map(|r| r + before);
+        let before = window.offset_seconds();
+        let total = info.duration.map(|d| d - a.start_time).filter(|t| *t > 0.0);
         let Some((encoder, family)) = command::choose_encoder(&settings.encoders) else {
             return Outcome::Failed(
                 ErrorKind::Worker,
@@ -568,11 +553,7 @@ impl Jobs {
             );
         };
 
-        let out_dir = settings.output_dir.join(job_id.to_string());
-        let start_number = a.segment_offset.unwrap_or(0);
-        if start_number == 0 {
-            let _ = std::fs::remove_dir_all(&out_dir);
-        }
+        let out_dir = self.inner.outputs.folder(job_id);
         if let Err(e) = std::fs::create_dir_all(&out_dir) {
             return Outcome::Failed(
                 ErrorKind::Worker,
@@ -582,17 +563,35 @@ impl Jobs {
         let spec = EncodeSpec {
             input: &input,
             out_dir: &out_dir,
-            start_time: a.start_time,
-            duration: a.duration,
+            window,
             size: command::output_size((info.width, info.height), a.resolution.bounding_box()),
             bitrate: a.bitrate,
             encoder,
             family,
-            fps: info.fps,
             has_audio: info.has_audio,
-            segment_seconds: settings.segment_seconds,
-            start_number,
         };
+        let encoding = command::encoding_label(&spec);
+        // Segments an earlier run wrote here stay when they join ours;
+        // otherwise the folder starts over.
+        let mut held = match self.inner.outputs.held(job_id) {
+            Some(h) if h.grid == grid && h.encoding == encoding => Held {
+                attempt: a.attempt,
+                ..h
+            },
+            _ => {
+                let _ = std::fs::remove_dir_all(&out_dir);
+                let _ = std::fs::create_dir_all(&out_dir);
+                Held {
+                    attempt: a.attempt,
+                    grid,
+                    encoding: encoding.clone(),
+                    segments: Vec::new(),
+                }
+            }
+        };
+        // FFmpeg's playlist of an earlier run must not be read as ours.
+        let _ = std::fs::remove_file(out_dir.join(PLAYLIST));
+        let start_number = window.first_segment;
         // A stop that came while we probed ends the run before FFmpeg starts.
         if let Ok(reason) = stop.try_recv() {
             return Outcome::Stopped(reason, status);
@@ -645,6 +644,12 @@ impl Jobs {
         });
 
         let playlist = out_dir.join(PLAYLIST);
+        let mut reporter = SegmentReporter {
+            next: start_number,
+            end: window.segment_count.map(|c| start_number + c),
+        };
+        let mut watch = tokio::time::interval(SEGMENT_POLL);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopped: Option<StopReason> = None;
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut last_publish: Option<Instant> = None;
@@ -671,6 +676,15 @@ impl Jobs {
                     let _ = child.start_kill();
                     kill_at = None;
                 }
+                _ = watch.tick(), if stopped.is_none() => {
+                    // New segments reach the orchestrator at once, not with
+                    // the next progress tick.
+                    self.report_new_segments(a, &playlist, &mut held, &mut reporter).await;
+                    if reporter.next > start_number && status.stream_url.is_none() {
+                        status.stream_url = Some(self.stream_url(job_id));
+                        tracing::info!(stream_url = %self.stream_url(job_id), "first segment ready");
+                    }
+                }
                 Some(p) = progress_rx.recv() => {
                     let out_time = p.out_time_s.unwrap_or(0.0);
                     status.progress = progress::percent(before + out_time, total);
@@ -678,15 +692,13 @@ impl Jobs {
                     self.state().fps.insert(job_id, status.fps);
                     status.speed = p.speed;
                     status.eta_s = progress::eta(out_time, run_length, p.speed);
-                    let (count, seconds) = scan_playlist(&playlist);
-                    if count > 0 {
-                        status.segments_done = Some(start_number + count);
-                        status.resume_time = Some(a.start_time + seconds);
-                        if status.stream_url.is_none() {
-                            status.stream_url = Some(self.stream_url(job_id));
-                            tracing::info!(stream_url = %self.stream_url(job_id), "first segment ready");
-                        }
+                    if reporter.next > start_number {
+                        status.segments_done = Some(reporter.next);
+                        status.resume_time = Some(
+                            a.start_time + (reporter.next * u64::from(grid.segment_frames)) as f64 / grid.fps(),
+                        );
                     }
+                    status.served_segment = self.inner.outputs.served_max(job_id);
                     let due = last_publish.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
                     if due && stopped.is_none() {
                         last_publish = Some(Instant::now());
@@ -699,12 +711,16 @@ impl Jobs {
             Some(t) => t.await.unwrap_or_default(),
             None => Vec::new(),
         };
+        // Whatever FFmpeg finished before it stopped is ours to report.
+        self.report_new_segments(a, &playlist, &mut held, &mut reporter)
+            .await;
         if let Some(reason) = stopped {
             return Outcome::Stopped(reason, status);
         }
         match exit {
             Ok(code) if code.success() => Outcome::Completed {
-                stream_url: has_segment(&playlist).then(|| self.stream_url(job_id)),
+                stream_url: (reporter.next > start_number).then(|| self.stream_url(job_id)),
+                segments_done: reporter.next,
             },
             Ok(code) => Outcome::Failed(
                 ErrorKind::Worker,
@@ -723,7 +739,12 @@ impl Jobs {
 }
 
 enum Outcome {
-    Completed { stream_url: Option<String> },
+    Completed {
+        stream_url: Option<String>,
+        /// The next segment number: every one before it from this run's
+        /// first exists.
+        segments_done: u64,
+    },
     Stopped(StopReason, JobStatus),
     Failed(ErrorKind, String),
 }
@@ -757,18 +778,6 @@ fn read_head(path: &std::path::Path) -> Vec<u8> {
     }
 }
 
-/// True once the playlist lists a complete segment.
-fn has_segment(playlist: &std::path::Path) -> bool {
-    scan_playlist(playlist).0 > 0
-}
-
-/// Complete segments in a playlist file and their total length in seconds.
-fn scan_playlist(playlist: &std::path::Path) -> (u64, f64) {
-    std::fs::read_to_string(playlist)
-        .map(|t| progress::playlist_segments(&t))
-        .unwrap_or((0, 0.0))
-}
-
 fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
     let mut cmd = Command::new(ffmpeg);
     cmd.args(args)
@@ -795,22 +804,6 @@ fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod segments;
 
-    #[test]
-    fn segments_count_only_when_listed() {
-        assert_eq!(
-            scan_playlist(std::path::Path::new("/nonexistent/index.m3u8")),
-            (0, 0.0)
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(PLAYLIST);
-        assert!(!has_segment(&p));
-        std::fs::write(&p, "#EXTM3U\n#EXT-X-VERSION:6\n").unwrap();
-        assert!(!has_segment(&p));
-        std::fs::write(&p, "#EXTM3U\n#EXTINF:4.0,\nseg0.ts\n").unwrap();
-        assert!(has_segment(&p));
-    }
-}
+use segments::SegmentReporter;

@@ -10,7 +10,9 @@
 //! - [`ffprobe`]: duration, size, rotation, frame rate and audio of a source.
 //! - [`command`]: the FFmpeg command line (pure, tested by table).
 //! - [`progress`]: FFmpeg's `-progress` blocks and failure lines (pure).
-//! - [`jobs`]: assignments in, FFmpeg supervised, statuses out, cancels.
+//! - [`jobs`]: assignments in, FFmpeg supervised, statuses and segment
+//!   reports out, cancels.
+//! - [`outputs`]: the job folders, what they hold, and when they go.
 //! - [`http`]: the warp server with the HLS streams and `/metrics`.
 //! - [`metrics`]: the Prometheus text of `/metrics` (pure).
 //! - [`app`]: the process that ties them together ([`app::run`]).
@@ -26,6 +28,7 @@ pub mod jobs;
 pub mod media;
 pub mod metrics;
 pub mod net;
+pub mod outputs;
 pub mod probe;
 pub mod progress;
 pub mod stats;

@@ -94,11 +94,11 @@ pub fn eta(out_time_s: f64, total_s: Option<f64>, speed: Option<f64>) -> Option<
     (speed > 0.0).then(|| ((total - out_time_s).max(0.0) / speed * 10.0).round() / 10.0)
 }
 
-/// Complete segments listed in an HLS media playlist, and their total
-/// duration from the `#EXTINF` lines.
-pub fn playlist_segments(playlist: &str) -> (u64, f64) {
-    let mut count = 0;
-    let mut seconds = 0.0;
+/// The segments an FFmpeg HLS playlist lists, as (number, seconds): the
+/// number from the `seg<N>.ts` name, the length from the `#EXTINF` before
+/// it. Lines that do not fit are skipped.
+pub fn playlist_entries(playlist: &str) -> Vec<(u64, f64)> {
+    let mut out = Vec::new();
     let mut pending: Option<f64> = None;
     for line in playlist.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("#EXTINF:") {
@@ -106,15 +106,20 @@ pub fn playlist_segments(playlist: &str) -> (u64, f64) {
                 .split(',')
                 .next()
                 .and_then(|d| d.trim().parse::<f64>().ok())
-                .filter(|d| d.is_finite() && *d >= 0.0);
+                .filter(|d| d.is_finite() && *d > 0.0);
         } else if !line.is_empty() && !line.starts_with('#') {
-            if let Some(d) = pending.take() {
-                count += 1;
-                seconds += d;
+            let name = line.rsplit('/').next().unwrap_or(line);
+            let index = name
+                .strip_prefix("seg")
+                .and_then(|r| r.strip_suffix(".ts"))
+                .filter(|d| !d.is_empty() && d.len() <= 12 && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok());
+            if let (Some(index), Some(d)) = (index, pending.take()) {
+                out.push((index, d));
             }
         }
     }
-    (count, seconds)
+    out
 }
 
 /// The sentence to report when FFmpeg failed: the first line of its stderr
@@ -214,23 +219,26 @@ mod tests {
 
     #[test]
     fn playlists() {
-        let cases: &[(&str, (u64, f64))] = &[
-            ("", (0, 0.0)),
-            ("#EXTM3U\n#EXT-X-VERSION:6\n", (0, 0.0)),
+        let cases: &[(&str, &[(u64, f64)])] = &[
+            ("", &[]),
+            ("#EXTM3U\n#EXT-X-VERSION:6\n", &[]),
             (
                 "#EXTM3U\n#EXTINF:4.000000,\nseg0.ts\n#EXTINF:4.000000,\nseg1.ts\n",
-                (2, 8.0),
+                &[(0, 4.0), (1, 4.0)],
             ),
             (
                 "#EXTINF:4.0,\nseg5.ts\n#EXTINF:2.5,\nseg6.ts\n#EXT-X-ENDLIST\n",
-                (2, 6.5),
+                &[(5, 4.0), (6, 2.5)],
             ),
-            ("#EXTINF:4.0,\n", (0, 0.0)),
-            ("#EXTINF:bad,\nseg0.ts\n", (0, 0.0)),
-            ("seg0.ts\n", (0, 0.0)),
+            ("#EXTINF:4.0,\n/out/job/seg7.ts\n", &[(7, 4.0)]),
+            ("#EXTINF:4.0,\n", &[]),
+            ("#EXTINF:bad,\nseg0.ts\n", &[]),
+            ("#EXTINF:-1,\nseg0.ts\n", &[]),
+            ("#EXTINF:4,\nother.ts\n#EXTINF:4,\nseg2.ts\n", &[(2, 4.0)]),
+            ("seg0.ts\n", &[]),
         ];
         for (text, want) in cases {
-            assert_eq!(playlist_segments(text), *want, "{text:?}");
+            assert_eq!(playlist_entries(text), want.to_vec(), "{text:?}");
         }
     }
 

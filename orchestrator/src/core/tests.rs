@@ -106,6 +106,51 @@ impl Rig {
     fn job(&self, id: Uuid) -> Job {
         self.core.job(id).unwrap()
     }
+
+    /// A worker reports segments `indices` of a run (4 s each on a 30 fps
+    /// grid).
+    fn segments(&mut self, id: Uuid, worker: &str, attempt: u32, indices: &[u64]) -> Vec<Publish> {
+        self.report(id, worker, attempt, indices, false)
+    }
+
+    fn report(
+        &mut self,
+        id: Uuid,
+        worker: &str,
+        attempt: u32,
+        indices: &[u64],
+        inventory: bool,
+    ) -> Vec<Publish> {
+        let segs: Vec<Value> = indices
+            .iter()
+            .map(|i| json!({"index": i, "duration": 4.0}))
+            .collect();
+        let report = json!({"worker_id": worker, "job_id": id, "attempt": attempt,
+            "segments": segs, "inventory": inventory, "encoding": "libx264 1280x720 1000k aac",
+            "grid": {"segment_frames": 120, "fps_num": 30, "fps_den": 1}});
+        let now = self.now;
+        self.core
+            .on_segments(worker, report.to_string().as_bytes(), now)
+    }
+
+    fn playlist(&mut self, id: Uuid) -> PlaylistAnswer {
+        let now = self.now;
+        self.core.playlist(id, now)
+    }
+}
+
+/// The segment URIs a playlist lists, and whether it is closed.
+fn listed(answer: &PlaylistAnswer) -> (Vec<String>, bool) {
+    match answer {
+        PlaylistAnswer::Playlist(text) => (
+            text.lines()
+                .filter(|l| l.starts_with("seg"))
+                .map(str::to_string)
+                .collect(),
+            text.contains("#EXT-X-ENDLIST"),
+        ),
+        other => panic!("no playlist: {other:?}"),
+    }
 }
 
 fn assignments(out: &[Publish]) -> Vec<(String, Value)> {
@@ -145,7 +190,15 @@ fn first_in_first_out_one_job_per_free_slot() {
     assert_ne!(r.job(ids[0]).worker_id, r.job(ids[1]).worker_id);
     let w0 = r.job(ids[0]).worker_id.unwrap();
     r.status(ids[0], &w0, "processing", 1, json!({}));
-    let out = r.status(ids[0], &w0, "completed", 1, json!({"progress": 100}));
+    r.segments(ids[0], &w0, 1, &[0, 1]);
+    let out = r.status(
+        ids[0],
+        &w0,
+        "completed",
+        1,
+        json!({"progress": 100, "segments_done": 2}),
+    );
+    assert_eq!(r.job(ids[0]).state, JobState::Completed);
     // The next in line goes to the worker that became free.
     assert_eq!(
         assignments(&out)[0].0,
@@ -169,15 +222,18 @@ fn a_lost_worker_s_job_resumes_elsewhere_after_its_last_segment() {
         1,
         json!({"segments_done": 3, "resume_time": 12.0, "stream_url": "http://a/hls"}),
     );
+    r.segments(id, "a", 1, &[0, 1, 2]);
     let now = r.now;
     let out = r.core.on_availability("a", b"offline", now).unwrap();
     let sent = assignments(&out);
     assert_eq!(sent.len(), 1, "{out:?}");
     assert_eq!(sent[0].0, "transcode/workers/b/jobs");
     assert_eq!(sent[0].1["attempt"], 2);
-    assert_eq!(sent[0].1["start_time"], 12.0);
-    assert_eq!(sent[0].1["segment_offset"], 3);
-    assert_eq!(sent[0].1["origin_time"], 0.0);
+    // Nobody watched: the run starts at the first segment, whose holder is
+    // gone, on the grid the first run decided; the job's own start time.
+    assert_eq!(sent[0].1["start_time"], 0.0);
+    assert_eq!(sent[0].1["segment_offset"], Value::Null);
+    assert_eq!(sent[0].1["grid"]["segment_frames"], 120);
     let job = r.job(id);
     assert_eq!(
         (job.state, job.failures, job.workers.clone()),
@@ -187,6 +243,205 @@ fn a_lost_worker_s_job_resumes_elsewhere_after_its_last_segment() {
     // The old worker's late status is stale: it is told to stop.
     let out = r.status(id, "a", "processing", 1, json!({}));
     assert_eq!(fences(&out), vec!["transcode/workers/a/cancel"]);
+}
+
+#[test]
+fn the_replacement_run_starts_where_the_viewer_is_and_fills_in_after() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.worker("b", SW, &[]);
+    r.status(id, "a", "processing", 1, json!({}));
+    assert_eq!(r.playlist(id), PlaylistAnswer::NotYet(1));
+    r.segments(id, "a", 1, &[0, 1, 2, 3, 4, 5]);
+    assert_eq!(listed(&r.playlist(id)).0.len(), 6);
+    // The player fetched up to segment 3 through us; a served segment 2.
+    let now = r.now;
+    assert!(matches!(
+        r.core.segment_location(id, 3, now),
+        SegmentAnswer::Redirect(url) if url == format!("http://10.0.0.2:8080/hls/{id}/seg3.ts")
+    ));
+    r.status(id, "a", "processing", 1, json!({"served_segment": 2}));
+    let out = r.core.on_availability("a", b"offline", now).unwrap();
+    let sent = assignments(&out);
+    assert_eq!(sent[0].0, "transcode/workers/b/jobs");
+    assert_eq!(sent[0].1["segment_offset"], 3, "{:?}", sent[0].1);
+    assert_eq!(sent[0].1["segment_count"], Value::Null, "to the end");
+    // Meanwhile a request for a lost segment waits; nothing is dropped.
+    assert_eq!(r.core.segment_location(id, 4, now), SegmentAnswer::Wait);
+    assert_eq!(listed(&r.playlist(id)).0.len(), 6);
+
+    r.status(id, "b", "processing", 2, json!({}));
+    r.segments(id, "b", 2, &[3, 4, 5, 6, 7]);
+    assert_eq!(listed(&r.playlist(id)).0.len(), 8);
+    let out = r.status(id, "b", "completed", 2, json!({"segments_done": 8}));
+    // Segments 0..3 died with `a`: a run fills them in, counted as no
+    // failure, then the job completes.
+    let sent = assignments(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(
+        (
+            sent[0].1["segment_offset"].clone(),
+            sent[0].1["segment_count"].clone()
+        ),
+        (Value::Null, json!(3))
+    );
+    let job = r.job(id);
+    assert_eq!(
+        (job.state, job.failures, job.attempt),
+        (JobState::Assigned, 1, 3)
+    );
+    r.segments(id, "b", 3, &[0, 1, 2]);
+    r.status(id, "b", "completed", 3, json!({"segments_done": 3}));
+    let job = r.job(id);
+    assert_eq!(job.state, JobState::Completed);
+    let (uris, ended) = listed(&r.playlist(id));
+    assert_eq!(uris.len(), 8);
+    assert!(ended);
+    assert!(matches!(
+        r.core.segment_location(id, 0, now),
+        SegmentAnswer::Redirect(_)
+    ));
+    assert_eq!(r.core.segment_location(id, 8, now), SegmentAnswer::NotFound);
+    // All of it survives a restart of the orchestrator.
+    let mut r = r.restart();
+    r.worker("b", SW, &[]);
+    assert_eq!(listed(&r.playlist(id)), (uris, true));
+}
+
+#[test]
+fn a_completed_run_waits_for_its_last_reports() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    r.segments(id, "a", 1, &[0]);
+    // The status overtook the report of segment 1.
+    let out = r.status(id, "a", "completed", 1, json!({"segments_done": 2}));
+    assert!(assignments(&out).is_empty());
+    assert_eq!(r.job(id).state, JobState::Processing);
+    let out = r.segments(id, "a", 1, &[1]);
+    assert_eq!(r.job(id).state, JobState::Completed, "{out:?}");
+}
+
+#[test]
+fn bad_segment_reports_are_refused() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    r.worker("b", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    let holder = r.job(id).worker_id.unwrap();
+    let other = if holder == "a" { "b" } else { "a" };
+    r.status(id, &holder, "processing", 1, json!({}));
+    r.segments(id, &holder, 1, &[0]);
+    let now = r.now;
+    let grid = json!({"segment_frames": 120, "fps_num": 30, "fps_den": 1});
+    let cases: Vec<(&str, Value)> = vec![
+        // An unknown job.
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": Uuid::new_v4(), "attempt": 1,
+            "segments": [{"index": 1, "duration": 4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        // A worker that does not hold it.
+        (
+            other,
+            json!({"worker_id": other, "job_id": id, "attempt": 1,
+            "segments": [{"index": 1, "duration": 4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        // Another worker's name on the holder's topic.
+        (
+            other,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 1, "duration": 4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        // An old attempt.
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 0,
+            "segments": [{"index": 1, "duration": 4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        // Negative, absurd and missing durations.
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 1, "duration": -4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 1, "duration": 1e9}], "grid": grid, "encoding": "x"}),
+        ),
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 1}], "grid": grid, "encoding": "x"}),
+        ),
+        // Out of order: 2 before 1; and decreasing.
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 2, "duration": 4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 2, "duration": 4.0}, {"index": 1, "duration": 4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        // Another grid; an absurd index; garbage.
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 1, "duration": 4.0}], "grid": {"segment_frames": 100, "fps_num": 25, "fps_den": 1}, "encoding": "x"}),
+        ),
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": u64::MAX, "duration": 4.0}], "grid": grid, "encoding": "x"}),
+        ),
+        (
+            &holder,
+            json!({"worker_id": holder, "job_id": id, "attempt": 1,
+            "segments": [{"index": 1, "duration": 4.0}], "grid": {"segment_frames": 0, "fps_num": 0, "fps_den": 0}, "encoding": "x"}),
+        ),
+        (&holder, json!("not an object")),
+    ];
+    for (topic_worker, payload) in cases {
+        let out = r
+            .core
+            .on_segments(topic_worker, payload.to_string().as_bytes(), now);
+        assert!(out.is_empty(), "{payload}: {out:?}");
+        assert_eq!(listed(&r.playlist(id)).0, vec!["seg0.ts"], "{payload}");
+    }
+    assert_eq!(r.job(id).run_next, 1);
+    // The right one goes through.
+    r.segments(id, &holder, 1, &[1]);
+    assert_eq!(listed(&r.playlist(id)).0.len(), 2);
+}
+
+#[test]
+fn inventories_restore_and_withdraw_segments() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    r.segments(id, "a", 1, &[0, 1, 2]);
+    // `a` restarted: it lost segment 1 and says so.
+    r.report(id, "a", 1, &[0, 2], true);
+    let now = r.now;
+    assert_eq!(r.core.segment_location(id, 1, now), SegmentAnswer::Wait);
+    assert!(matches!(
+        r.core.segment_location(id, 2, now),
+        SegmentAnswer::Redirect(_)
+    ));
+    assert_eq!(listed(&r.playlist(id)).0.len(), 3, "listed entries stay");
+    // An inventory of a job we do not know: its output can go.
+    let other = Uuid::new_v4();
+    let out = r.report(other, "a", 1, &[0], true);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].topic, "transcode/workers/a/outputs");
+    let cmd: Value = serde_json::from_slice(&out[0].payload).unwrap();
+    assert_eq!(cmd, json!({"job_id": other, "action": "delete"}));
 }
 
 #[test]
@@ -364,7 +619,15 @@ fn finished_jobs_are_pruned_and_their_topic_cleared() {
     let mut r = Rig::new();
     r.worker("a", SW, &[]);
     let (id, _) = r.submit("x.mkv");
-    r.status(id, "a", "completed", 1, json!({"progress": 100}));
+    r.segments(id, "a", 1, &[0]);
+    r.status(
+        id,
+        "a",
+        "completed",
+        1,
+        json!({"progress": 100, "segments_done": 1}),
+    );
+    assert_eq!(r.job(id).state, JobState::Completed);
     r.advance(61);
     r.worker("a", SW, &[]);
     let now = r.now;
@@ -374,6 +637,9 @@ fn finished_jobs_are_pruned_and_their_topic_cleared() {
         .any(|p| p.topic == format!("transcode/jobs/{id}/status")
             && p.payload.is_empty()
             && p.retain));
+    // Its holder deletes the output.
+    assert!(out.iter().any(|p| p.topic == "transcode/workers/a/outputs"
+        && serde_json::from_slice::<Value>(&p.payload).is_ok_and(|v| v["action"] == "delete")));
     assert!(r.core.job(id).is_none());
     let r = r.restart();
     assert!(r.core.job(id).is_none(), "gone from the store too");
