@@ -35,7 +35,7 @@ fn dev_run_prints_a_stream_url_that_plays() {
             .find_map(|l| l.strip_prefix("Stream URL: ").map(str::to_string))
     });
     assert!(
-        url.starts_with(&format!("http://127.0.0.1:{hls}/hls/")) && url.ends_with("/index.m3u8"),
+        url.starts_with(&format!("http://127.0.0.1:{api}/stream/")) && url.ends_with("/index.m3u8"),
         "{url}"
     );
     let (streams, _) = ffprobe(&url);

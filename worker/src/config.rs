@@ -69,7 +69,9 @@ pub struct TranscodeConfig {
     /// `v4l2m2m`), as a TOML array or a comma-separated string.
     pub hw_accel: HwAccelValue,
     pub max_jobs: u32,
+    /// Segment length of a job whose first run happens here.
     pub segment_seconds: u32,
+    /// Seconds an output is kept after the last request for its files.
     pub keep_outputs_s: u64,
     /// Routing weight: among workers with the same kind of encoder (hardware
     /// or software), a higher weight wins before CPU load does.

@@ -195,10 +195,11 @@ fn follow_job(api: &Api, id: &str) -> Result<ExitCode, ApiError> {
             }
         };
         out.draw(&ctl::progress_line(&job));
-        let stream_url = job
-            .get("stream_url")
-            .and_then(Value::as_str)
-            .filter(|u| !u.is_empty());
+        // The player's URL is the orchestrator's playlist: it survives a
+        // move of the job to another worker. It plays from the first
+        // segment on.
+        let listed = job.get("listed").and_then(Value::as_u64).unwrap_or(0);
+        let stream_url = (listed > 0).then(|| format!("{}/stream/{id}/index.m3u8", api.base));
         let new_stream_url = stream_url.filter(|_| !stream_shown);
         let state = job.get("state").and_then(Value::as_str).unwrap_or("");
         if state == "completed" {

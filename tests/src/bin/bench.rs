@@ -177,6 +177,101 @@ fn many_workers() -> Figure {
     }
 }
 
+/// One film night on two workers, watched in hls.js: the time from the
+/// holder's death to the first segment of the run that replaces it, and
+/// the viewer's stall; or, without a failure, the time to a fresh job's
+/// first segment and the stall of the same playback.
+struct Night {
+    first_segment: Duration,
+    stall: Duration,
+}
+
+fn film_night(kill: bool) -> Night {
+    use transcode_tests::browser;
+    let sys = System::new();
+    transcode_tests::decode::make_film(&sys.dir.path().join("media/film.mkv"), 90);
+    let _o = sys.start_orchestrator();
+    let workers = [
+        sys.start_worker("first", &[]),
+        sys.start_worker("second", &[]),
+    ];
+    sys.wait_online("first", true, Duration::from_secs(30));
+    sys.wait_online("second", true, Duration::from_secs(30));
+    let submitted = Instant::now();
+    let id = sys.submit(
+        &serde_json::json!({"source_path": "film.mkv", "resolution": "480p", "bitrate": "1M"}),
+    );
+    let listed = |n: u64| {
+        transcode_tests::get_json(&sys.api(&format!("/api/jobs/{id}")))
+            .and_then(|j| j["listed"].as_u64())
+            .is_some_and(|l| l >= n)
+    };
+    wait_until(Duration::from_secs(60), "the first segment", || {
+        listed(1).then_some(())
+    });
+    let mut first_segment = submitted.elapsed();
+    let url = sys.api(&format!("/stream/{id}/index.m3u8"));
+    let player = browser::start_play(&url, 2.0, Duration::from_secs(300), sys.dir.path());
+    wait_until(Duration::from_secs(60), "14 s of playback", || {
+        player.current_time().filter(|t| *t >= 14.0)
+    });
+    if kill {
+        let holder = sys.job(&id)["worker_id"].as_str().unwrap_or("").to_string();
+        let t = Instant::now();
+        for w in workers
+            .iter()
+            .filter(|w| w.name == format!("worker-{holder}"))
+        {
+            w.signal(Signal::SIGKILL);
+        }
+        wait_until(
+            Duration::from_secs(60),
+            "the replacement's first segment",
+            || {
+                let j = sys.job(&id);
+                let moved = j["attempt"].as_u64() >= Some(2);
+                (moved && j["run_next"].as_u64() > j["run_from"].as_u64()).then_some(())
+            },
+        );
+        first_segment = t.elapsed();
+    }
+    let played = player.wait(Duration::from_secs(300));
+    assert!(
+        played.ended,
+        "playback did not end: {:?}",
+        played.fatal_errors
+    );
+    Night {
+        first_segment,
+        stall: Duration::from_secs_f64(played.stall_s.max(0.0)),
+    }
+}
+
+fn failover_playback() {
+    let plain = film_night(false);
+    let failed = film_night(true);
+    let row = |what: &str, value: Duration, floor: Duration, floor_what: &str| {
+        println!(
+            "{:<52} {:>8.3} s   beside {:>8.3} s {floor_what}",
+            what,
+            value.as_secs_f64(),
+            floor.as_secs_f64()
+        );
+    };
+    row(
+        "holder SIGKILLed: its replacement's first segment",
+        failed.first_segment,
+        plain.first_segment,
+        "(a fresh job's first segment)",
+    );
+    row(
+        "holder SIGKILLed 14 s in: the viewer's stall",
+        failed.stall,
+        plain.stall,
+        "(the same playback, no failure)",
+    );
+}
+
 fn main() {
     println!(
         "transcode-worker benchmarks ({} cores)",
@@ -193,4 +288,5 @@ fn main() {
     ] {
         figure.print();
     }
+    failover_playback();
 }
