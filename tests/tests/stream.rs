@@ -375,3 +375,52 @@ fn bad_segment_reports_are_refused_and_logged() {
     assert_eq!(playlist(&sys, &id).1, before, "the playlist did not change");
     assert!(get_json(&sys.api("/healthz")).is_some());
 }
+
+#[test]
+fn a_restarted_worker_keeps_its_outputs_and_says_what_it_holds() {
+    let sys = System::new();
+    decode::make_film(&sys.dir.path().join("media/clip.mkv"), 8);
+    let _o = sys.start_orchestrator();
+    let mut w = start(&sys, "w", &[]);
+    let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
+    sys.wait_job(&id, "completed", JOB);
+    let out = sys.dir.path().join("out-w");
+    // A folder of a job the orchestrator no longer lists (pruned while the
+    // worker was away): a copy of the real one under another id.
+    let forgotten = "6f0c6c1e-0000-4000-8000-00000000000f";
+    std::fs::create_dir_all(out.join(forgotten)).expect("folder");
+    for file in ["seg0.ts", "seg1.ts", "segments.json"] {
+        std::fs::copy(out.join(&id).join(file), out.join(forgotten).join(file)).expect("copy");
+    }
+    w.signal(Signal::SIGKILL);
+    w.wait_exit(Duration::from_secs(5));
+    sys.wait_online("w", false, START);
+
+    let _w = start(&sys, "w", &[]);
+    assert!(
+        out.join(&id).join("seg0.ts").is_file(),
+        "kept across the restart"
+    );
+    // The orchestrator leads players to the restarted worker (a new port).
+    let port = sys
+        .worker("w")
+        .and_then(|v| v["heartbeat"]["port"].as_u64());
+    let port = port.expect("the worker's port");
+    wait_until(
+        Duration::from_secs(10),
+        "segment 1 on the restarted worker",
+        || {
+            let (code, headers, _) = http_raw(sys.http_port, &format!("/stream/{id}/seg1.ts"));
+            (code == 302 && header(&headers, "location")?.contains(&format!(":{port}/")))
+                .then_some(())
+        },
+    );
+    let d = decode::decode(&sys.api(&format!("/stream/{id}/index.m3u8")));
+    assert_eq!(d.video.len(), 240);
+    // The forgotten job's output goes: the orchestrator said so.
+    wait_until(
+        Duration::from_secs(10),
+        "the forgotten output to go",
+        || (!out.join(forgotten).exists()).then_some(()),
+    );
+}
