@@ -119,9 +119,10 @@ fn audio_rate(target: &str) -> u64 {
         .stdin(Stdio::null())
         .output()
         .expect("ffprobe runs");
+    // A playlist can list the stream once per program: the first line.
     String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
+        .lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
         .unwrap_or(48_000)
 }
 

@@ -83,6 +83,7 @@ fn log_joins(d: &Decoded) {
     let joins: Vec<String> = d
         .audio_joins(0.0005)
         .iter()
+        .take(20)
         .map(|(t, g)| format!("{t:.2}s:{:+.1}ms", g * 1000.0))
         .collect();
     eprintln!(
@@ -423,4 +424,130 @@ fn a_restarted_worker_keeps_its_outputs_and_says_what_it_holds() {
         "the forgotten output to go",
         || (!out.join(forgotten).exists()).then_some(()),
     );
+}
+
+/// Makes a source with FFmpeg's generators: `rate` frames per second (any
+/// expression `-r` takes), or a variable rate when `variable` (30 fps, then
+/// 20 fps after 10 s), with a tone, in Matroska (millisecond timestamps).
+fn make_source(path: &std::path::Path, rate: &str, variable: bool, seconds: u32) {
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!(
+        "testsrc2=size=640x360:rate={rate}:duration={seconds}"
+    ))
+    .args(["-f", "lavfi", "-i"])
+    .arg(format!(
+        "sine=frequency=440:sample_rate=44100:duration={seconds}"
+    ));
+    if variable {
+        cmd.args([
+            "-vf",
+            "setpts='if(lt(N,300),N/30/TB,(300+(N-300)*1.5)/30/TB)'",
+            "-fps_mode",
+            "vfr",
+        ]);
+    }
+    cmd.args([
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+    ])
+    .args([
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        "-shortest",
+    ])
+    .arg(path);
+    let out = cmd.output().expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// NTSC film rate, a variable rate and 44.1 kHz audio: a run moved to
+/// another worker still joins without a duplicated or missing frame.
+#[test]
+fn other_and_variable_frame_rates_join_across_a_move() {
+    let sys = System::new();
+    let media = sys.dir.path().join("media");
+    std::fs::create_dir_all(&media).expect("media");
+    make_source(&media.join("ntsc.mkv"), "24000/1001", false, 30);
+    make_source(&media.join("vfr.mkv"), "30", true, 30);
+    let _o = sys.start_orchestrator();
+    let mut workers = vec![start(&sys, "w0", &[])];
+    for (n, source) in ["ntsc.mkv", "vfr.mkv"].into_iter().enumerate() {
+        let spare = format!("w{}", n + 1);
+        workers.push(start(&sys, &spare, &[]));
+        let id =
+            sys.submit(&json!({"source_path": source, "resolution": "640x360", "bitrate": "800k"}));
+        let job = wait_listed(&sys, &id, 2, JOB);
+        let holder = job["worker_id"].as_str().unwrap_or_default().to_string();
+        let fps = job["grid"]["fps_num"].as_f64().unwrap_or(1.0)
+            / job["grid"]["fps_den"].as_f64().unwrap_or(1.0);
+        for w in workers
+            .iter()
+            .filter(|w| w.name == format!("worker-{holder}"))
+        {
+            w.signal(Signal::SIGKILL);
+        }
+        let done = sys.wait_job(&id, "completed", JOB);
+        assert!(
+            done["workers"].as_array().is_some_and(|w| w.len() >= 2),
+            "{done}"
+        );
+        let d = decode::decode(&sys.api(&format!("/stream/{id}/index.m3u8")));
+        log_joins(&d);
+        let (max_step, min_step) = d.video_steps();
+        assert!(
+            min_step > 0.0 && max_step <= 1.5 / fps,
+            "{source}: steps {min_step}..{max_step}"
+        );
+        let bad = d.audio_joins(0.030);
+        assert!(
+            bad.is_empty(),
+            "{source}: audio gaps or overlaps over 30 ms: {bad:?}"
+        );
+        // The source's pictures, at the job's constant rate.
+        let src = decode::decode(&media.join(source).display().to_string());
+        let span = src.video.last().copied().unwrap_or_default()
+            - src.video.first().copied().unwrap_or_default();
+        let expected = (span * fps).round() as usize + 1;
+        assert!(
+            d.video.len().abs_diff(expected) <= 2,
+            "{source}: {} frames at {fps:.3} fps, {expected} expected",
+            d.video.len()
+        );
+        let video = d.video_duration(fps);
+        assert!(
+            (video - span).abs() <= 0.2,
+            "{source}: {video} s of video, the source {span}"
+        );
+        assert!(
+            (d.audio_duration() - 30.0).abs() <= 0.2,
+            "{source}: {}",
+            d.audio_duration()
+        );
+    }
 }

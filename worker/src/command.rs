@@ -74,6 +74,30 @@ pub struct RunWindow {
     pub video_start: f64,
     /// The source's frames are unevenly spaced: make them constant first.
     pub variable_rate: bool,
+    /// The audio's sample rate (the AAC encoder keeps it).
+    pub sample_rate: u32,
+}
+
+/// Samples in one AAC frame.
+const AAC_FRAME: u128 = 1024;
+
+/// How a run cuts its audio so that its AAC frames lie on the job's grid
+/// of 1,024-sample frames and two runs splice without a gap, an overlap or
+/// a fade: every run but the job's first starts one AAC frame early (that
+/// frame is what the previous run's last frame overlaps with), the
+/// encoder's priming packet is dropped, and a bounded run drops its flush
+/// packet, which the next run's first frame replaces.
+#[derive(Debug, Clone, PartialEq)]
+struct AudioCut {
+    /// Seconds to skip from where the input starts (after the seek).
+    start: f64,
+    /// Samples from the run's video start to its first audio sample (0 or
+    /// negative).
+    lead: f64,
+    /// Samples to keep, for a bounded run.
+    count: Option<u128>,
+    /// Encoder packets from this timestamp (samples) on are dropped.
+    limit: Option<i128>,
 }
 
 impl RunWindow {
@@ -109,12 +133,20 @@ impl RunWindow {
         one_second.min(self.first_frame_of_run())
     }
 
+    /// Where the half-frame before the first decoded frame is, from the
+    /// file's start (negative near it).
+    fn seek_point(&self) -> f64 {
+        let from = self.first_frame_of_run() - self.preroll();
+        self.video_start + from as f64 / self.fps() - 0.5 / self.fps()
+    }
+
     /// The input seek (`-ss`), half a frame before the first decoded frame
-    /// so that rounded timestamps cannot pick its neighbour; `None` at the
-    /// start of the file.
+    /// so that rounded timestamps cannot pick its neighbour, in whole
+    /// milliseconds (exact in millisecond container time bases); `None` at
+    /// the start of the file, where seeking could drop audio.
     pub fn seek(&self) -> Option<f64> {
         let from = self.first_frame_of_run() - self.preroll();
-        let t = self.video_start + from as f64 / self.fps() - 0.5 / self.fps();
+        let t = (self.seek_point() * 1000.0).floor() / 1000.0;
         (from > 0 && t > 0.0).then_some(t)
     }
 
@@ -129,13 +161,54 @@ impl RunWindow {
         (self.first_segment * u64::from(self.grid.segment_frames)) as f64 / self.fps()
     }
 
-    /// Where the run's audio starts, in seconds after what the input seek
-    /// makes time 0 (the file's start without a seek).
-    fn audio_start(&self) -> f64 {
+    /// Where the run's first video frame is, in seconds after what the
+    /// input seek makes time 0 (the file's start without a seek).
+    fn video_time_after_seek(&self) -> f64 {
         let frame_time = self.video_start + self.first_frame_of_run() as f64 / self.fps();
         match self.seek() {
             Some(seek) => frame_time - seek,
             None => frame_time,
+        }
+    }
+
+    /// `segment × segment_frames × sample_rate / fps` as a fraction: the
+    /// job-time sample where a segment starts.
+    fn segment_sample(&self, segment: u64) -> (u128, u128) {
+        let g = self.grid;
+        let num = u128::from(segment)
+            * u128::from(g.segment_frames)
+            * u128::from(self.sample_rate)
+            * u128::from(g.fps_den);
+        (num, u128::from(g.fps_num.max(1)))
+    }
+
+    /// The first AAC frame boundary of the job's audio at or after a
+    /// segment's start.
+    fn aac_boundary(&self, segment: u64) -> u128 {
+        let (num, den) = self.segment_sample(segment);
+        num.div_ceil(den * AAC_FRAME) * AAC_FRAME
+    }
+
+    fn audio_cut(&self) -> AudioCut {
+        let (num, den) = self.segment_sample(self.first_segment);
+        let t0 = num as f64 / den as f64;
+        let g0 = self.aac_boundary(self.first_segment);
+        let early = if self.first_segment > 0 { AAC_FRAME } else { 0 };
+        let lead = ((g0 - early) as f64 - t0).round();
+        let sr = f64::from(self.sample_rate.max(1));
+        let (count, limit) = match self.segment_count {
+            Some(c) => {
+                let g1 = self.aac_boundary(self.first_segment + c);
+                let limit = ((g1 - AAC_FRAME) as f64 - t0).floor() as i128;
+                (Some(g1 - g0 + early), Some(limit))
+            }
+            None => (None, None),
+        };
+        AudioCut {
+            start: (self.video_time_after_seek() + lead / sr).max(0.0),
+            lead,
+            count,
+            limit,
         }
     }
 
@@ -214,8 +287,13 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
     };
     let mut video = String::new();
     if w.variable_rate {
+        if w.seek().is_none() {
+            // Count the constant-rate slots from the half-frame before the
+            // job's first frame, as a seek would.
+            video.push_str(&format!("setpts=PTS-({})/TB,", secs(w.seek_point())));
+        }
         video.push_str(&format!(
-            "fps={}/{}:start_time=0,",
+            "fps=fps={}/{}:start_time=0:round=down,",
             grid.fps_num, grid.fps_den
         ));
     }
@@ -230,7 +308,14 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
         Family::Qsv => format!(",scale={width}:{height},format=nv12"),
         _ => format!(",scale={width}:{height},format=yuv420p"),
     });
-    push(&["-vf", &video, "-c:v", spec.encoder]);
+    push(&[
+        "-vf",
+        &video,
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        spec.encoder,
+    ]);
 
     let gop = f.to_string();
     match spec.family {
@@ -273,16 +358,26 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
         &format!("{}k", k * 2),
     ]);
     if spec.has_audio {
-        // The audio of exactly this run's frames, numbered from 0 like them.
-        let mut audio = format!("atrim=start={}", secs(w.audio_start()));
-        if let Some(d) = w.duration() {
-            audio.push_str(&format!(":duration={}", secs(d)));
+        // The audio of exactly this run's frames, on the job's AAC frame
+        // grid, numbered like the video (see `AudioCut`). Samples are
+        // counted, not timed: millisecond timestamps jitter by a sample.
+        let cut = w.audio_cut();
+        let mut audio = format!("atrim=start={}", secs(cut.start));
+        if let Some(count) = cut.count {
+            audio.push_str(&format!(",atrim=end_sample={count}"));
         }
-        audio.push_str(",asetpts=N/SR/TB");
+        if cut.lead == 0.0 {
+            audio.push_str(",asetpts=N/SR/TB");
+        } else {
+            audio.push_str(&format!(",asetpts=(N{:+})/SR/TB", cut.lead));
+        }
         push(&["-af", &audio, "-c:a", "aac", "-ac", "2", "-b:a", "128k"]);
-        // The encoder's first packet is its priming (1,024 samples before
-        // the first real one): dropped, so runs do not overlap in audio.
-        push(&["-bsf:a", "noise=drop=eq(n\\,0)"]);
+        // The priming packet goes, and a bounded run's flush packet.
+        let mut drop = "noise=drop=not(n)".to_string();
+        if let Some(limit) = cut.limit {
+            drop.push_str(&format!("+gte(pts\\,{limit})"));
+        }
+        push(&["-bsf:a", &drop]);
     }
     // Every run's timestamps continue the job's, from the same base.
     push(&[
@@ -290,13 +385,18 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
         &secs(TIMESTAMP_BASE + w.offset_seconds()),
     ]);
     // Cut at every forced keyframe: the target is one segment, rounded down
-    // so that accumulated rounding never skips a boundary.
-    let hls_time = (grid.segment_seconds() * 1e6).floor() / 1e6;
+    // and 10 µs less, so that a keyframe whose 90 kHz timestamp rounds down
+    // still reaches it (hlsenc compares pts − start against
+    // hls_time × segments written, from the run's first packet).
+    let segment_us = u128::from(grid.segment_frames) * u128::from(grid.fps_den) * 1_000_000
+        / u128::from(grid.fps_num.max(1));
+    let hls_time_us = segment_us.saturating_sub(10).max(1);
+    let hls_time = format!("{}.{:06}", hls_time_us / 1_000_000, hls_time_us % 1_000_000);
     push(&[
         "-f",
         "hls",
         "-hls_time",
-        &secs(hls_time),
+        &hls_time,
         "-hls_playlist_type",
         "event",
         "-hls_list_size",
@@ -362,6 +462,7 @@ mod tests {
             job_first_frame,
             video_start: 0.0,
             variable_rate: false,
+            sample_rate: 48_000,
         }
     }
 
@@ -403,38 +504,45 @@ mod tests {
 
     #[test]
     fn run_windows_cut_on_the_grid() {
-        // (first segment, count, job first frame) → (seek, trim, atrim, ts offset)
-        type Want<'a> = (Option<&'a str>, &'a str, &'a str, &'a str);
+        // (first segment, count, job first frame) →
+        // (seek, trim, audio filter, bitstream filter, ts offset)
         type Run = (u64, Option<u64>, u64);
+        type Want<'a> = (Option<&'a str>, &'a str, &'a str, &'a str, &'a str);
         let cases: &[(Run, Want)] = &[
-            // The start of the file: no seek.
+            // The start of the file: no seek, no early audio frame.
             (
                 (0, None, 0),
                 (
                     None,
                     "trim=start_frame=0,",
-                    "atrim=start=0.000000,",
+                    "atrim=start=0.000000,asetpts=N/SR/TB",
+                    "noise=drop=not(n)",
                     "10.000000",
                 ),
             ),
-            // Segment 3 (frame 360): seek a second (30 frames) early, half
-            // a frame before frame 330, and drop 30 frames.
+            // Segment 3 (frame 360, 12 s = 576,000 samples, 562.5 AAC
+            // frames): seek a second early, half a frame before frame 330,
+            // in whole milliseconds; drop 30 frames; the audio starts on
+            // the job's AAC grid one frame early (575,488 = 576,000 − 512).
             (
                 (3, None, 0),
                 (
-                    Some("10.983333"),
+                    Some("10.983000"),
                     "trim=start_frame=30,",
-                    "atrim=start=1.016667,",
+                    "atrim=start=1.006333,asetpts=(N-512)/SR/TB",
+                    "noise=drop=not(n)",
                     "22.000000",
                 ),
             ),
-            // Two segments from segment 1: 240 frames, 8 s of audio.
+            // Two segments from segment 1: 240 frames; the audio up to the
+            // grid frame at or after 12 s, its flush packet dropped.
             (
                 (1, Some(2), 0),
                 (
-                    Some("2.983333"),
+                    Some("2.983000"),
                     "trim=start_frame=30:end_frame=270,",
-                    "atrim=start=1.016667:duration=8.000000,",
+                    "atrim=start=1.006333,atrim=end_sample=385024,asetpts=(N-512)/SR/TB",
+                    "noise=drop=not(n)+gte(pts\\,383488)",
                     "14.000000",
                 ),
             ),
@@ -443,9 +551,10 @@ mod tests {
             (
                 (0, None, 180),
                 (
-                    Some("4.983333"),
+                    Some("4.983000"),
                     "trim=start_frame=30,",
-                    "atrim=start=1.016667,",
+                    "atrim=start=1.017000,asetpts=N/SR/TB",
+                    "noise=drop=not(n)",
                     "10.000000",
                 ),
             ),
@@ -455,12 +564,13 @@ mod tests {
                 (
                     None,
                     "trim=start_frame=10,",
-                    "atrim=start=0.333333,",
+                    "atrim=start=0.333333,asetpts=N/SR/TB",
+                    "noise=drop=not(n)",
                     "10.000000",
                 ),
             ),
         ];
-        for ((first, count, j), (seek, trim, atrim, offset)) in cases {
+        for ((first, count, j), (seek, trim, af, bsf, offset)) in cases {
             let mut s = spec(Family::Software, "libx264");
             s.window = window(*first, *count, *j);
             let a = ffmpeg_args(&s);
@@ -468,17 +578,46 @@ mod tests {
             let vf = pair(&a, "-vf").unwrap();
             assert!(vf.starts_with(trim), "{vf}");
             assert!(vf.contains(",setpts=N*1/(30*TB),"), "{vf}");
-            let af = pair(&a, "-af").unwrap();
-            assert!(af.starts_with(atrim), "{af}");
-            assert!(af.ends_with(",asetpts=N/SR/TB"), "{af}");
+            assert_eq!(pair(&a, "-af").as_deref(), Some(*af));
+            assert_eq!(pair(&a, "-bsf:a").as_deref(), Some(*bsf));
             assert_eq!(pair(&a, "-output_ts_offset").as_deref(), Some(*offset));
             assert_eq!(pair(&a, "-start_number"), Some(first.to_string()), "{a:?}");
         }
-        // A variable frame rate is made constant before the cut.
+        // A variable frame rate is made constant before the cut; without a
+        // seek, its slots count from the half-frame before the first one.
         let mut s = spec(Family::Software, "libx264");
         s.window.variable_rate = true;
         let vf = pair(&ffmpeg_args(&s), "-vf").unwrap();
-        assert!(vf.starts_with("fps=30/1:start_time=0,trim="), "{vf}");
+        assert!(
+            vf.starts_with("fps=fps=30/1:start_time=0:round=down,trim="),
+            "{vf}"
+        );
+        s.window = window(0, None, 0);
+        s.window.variable_rate = true;
+        let vf = pair(&ffmpeg_args(&s), "-vf").unwrap();
+        assert!(
+            vf.starts_with("setpts=PTS-(-0.016667)/TB,fps=fps=30/1:start_time=0:round=down,"),
+            "{vf}"
+        );
+    }
+
+    #[test]
+    fn segments_are_cut_just_under_their_length() {
+        let cases = [
+            ((30, 1), "3.999990"),
+            ((24000, 1001), "4.003990"),
+            ((2997, 125), "4.003994"),
+            ((25, 1), "3.999990"),
+        ];
+        for (rate, want) in cases {
+            let mut s = spec(Family::Software, "libx264");
+            s.window.grid = RunWindow::grid_for(rate, 4);
+            assert_eq!(
+                pair(&ffmpeg_args(&s), "-hls_time").as_deref(),
+                Some(want),
+                "{rate:?}"
+            );
+        }
     }
 
     #[test]
@@ -496,7 +635,7 @@ mod tests {
             ("-c:a", "aac"),
             ("-ac", "2"),
             ("-f", "hls"),
-            ("-hls_time", "4.000000"),
+            ("-hls_time", "3.999990"),
             ("-hls_playlist_type", "event"),
             ("-hls_list_size", "0"),
             ("-hls_flags", "independent_segments+temp_file"),

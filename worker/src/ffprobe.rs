@@ -28,6 +28,8 @@ pub struct SourceInfo {
     /// first video frame.
     pub video_start: f64,
     pub has_audio: bool,
+    /// The first audio stream's sample rate.
+    pub sample_rate: Option<u32>,
     pub video_codec: String,
 }
 
@@ -84,6 +86,7 @@ struct Stream {
     r_frame_rate: Option<String>,
     duration: Option<String>,
     start_time: Option<String>,
+    sample_rate: Option<String>,
     #[serde(default)]
     side_data_list: Vec<serde_json::Value>,
     #[serde(default)]
@@ -105,6 +108,31 @@ pub fn parse_fraction(rate: &str) -> Option<(u32, u32)> {
     let (n, d) = (n.trim().parse::<u32>().ok()?, d.trim().parse::<u32>().ok()?);
     let fps = f64::from(n) / f64::from(d.max(1));
     (n > 0 && d > 0 && (1.0..=240.0).contains(&fps)).then_some((n, d))
+}
+
+/// The usual frame rate nearest `rate` (within 5 %), or `rate` rounded to
+/// a whole number of frames per second.
+pub fn standard_rate(rate: (u32, u32)) -> (u32, u32) {
+    const STANDARD: [(u32, u32); 9] = [
+        (24000, 1001),
+        (24, 1),
+        (25, 1),
+        (30000, 1001),
+        (30, 1),
+        (48, 1),
+        (50, 1),
+        (60000, 1001),
+        (60, 1),
+    ];
+    let value = |(n, d): (u32, u32)| f64::from(n) / f64::from(d.max(1));
+    let fps = value(rate);
+    let nearest = STANDARD
+        .into_iter()
+        .min_by(|a, b| (value(*a) - fps).abs().total_cmp(&(value(*b) - fps).abs()));
+    match nearest {
+        Some(s) if (value(s) - fps).abs() <= fps * 0.05 => s,
+        _ => ((fps.round().max(1.0)) as u32, 1),
+    }
 }
 
 /// `30000/1001` → 29.97; `0/0` and garbage → None.
@@ -183,9 +211,10 @@ pub fn parse(json: &str) -> Result<SourceInfo, String> {
         (Some(b), Some(a)) => (as_f64(b) - as_f64(a)).abs() > 0.01,
         _ => false,
     };
-    // A variable rate is made constant at the average rate.
+    // A variable rate is made constant at the standard rate nearest its
+    // average (its base rate can be a time base, such as 90000/1).
     let rate = if variable_rate {
-        average
+        average.map(standard_rate)
     } else {
         base.or(average)
     }
@@ -213,6 +242,13 @@ pub fn parse(json: &str) -> Result<SourceInfo, String> {
             .streams
             .iter()
             .any(|s| s.codec_type.as_deref() == Some("audio")),
+        sample_rate: probe
+            .streams
+            .iter()
+            .find(|s| s.codec_type.as_deref() == Some("audio"))
+            .and_then(|s| s.sample_rate.as_deref())
+            .and_then(|r| r.trim().parse::<u32>().ok())
+            .filter(|r| (8_000..=384_000).contains(r)),
         video_codec: video.codec_name.clone().unwrap_or_default(),
     })
 }
@@ -254,8 +290,110 @@ pub async fn probe(ffprobe: &str, input: &str, timeout: Duration) -> Result<Sour
     parse(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// What the frame timestamps say, from a few seconds at several places of
+/// the file: whether the frames are evenly spaced at `base` frames per
+/// second, and their average rate. Containers such as Matroska state a
+/// constant rate for a variable-rate stream, so the timestamps decide.
+pub fn frame_timing(pts: &[f64], base: f64) -> Option<(bool, f64)> {
+    let mut pts: Vec<f64> = pts.iter().copied().filter(|t| t.is_finite()).collect();
+    pts.sort_by(f64::total_cmp);
+    // Steps inside the sampled windows (a step of a second or more is the
+    // jump to the next window).
+    let steps: Vec<f64> = pts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0.0 && *d < 1.0)
+        .collect();
+    if steps.len() < 10 || !(base.is_finite() && base > 0.0) {
+        return None;
+    }
+    let nominal = 1.0 / base;
+    // Millisecond timestamps put a 30 fps frame 33 or 34 ms apart.
+    let tolerance = (nominal * 0.25).max(0.002);
+    let uneven = steps
+        .iter()
+        .filter(|d| (*d - nominal).abs() > tolerance)
+        .count();
+    let average = steps.len() as f64 / steps.iter().sum::<f64>();
+    Some((uneven * 20 > steps.len(), average))
+}
+
+/// Reads the video timestamps of 3 s at four places of the file.
+pub async fn sample_frame_times(
+    ffprobe: &str,
+    input: &str,
+    duration: Option<f64>,
+    timeout: Duration,
+) -> Vec<f64> {
+    let length = duration.unwrap_or(0.0);
+    let intervals: Vec<String> = [0.0, 0.3, 0.55, 0.8]
+        .iter()
+        .map(|f| format!("{:.3}%+3", f * length))
+        .collect();
+    let run = Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-protocol_whitelist",
+            "file",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+            "-read_intervals",
+            &intervals.join(","),
+            input,
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(out)) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn frame_timings() {
+        let even = |fps: f64, from: f64, n: usize| -> Vec<f64> {
+            (0..n).map(|i| from + i as f64 / fps).collect()
+        };
+        // Millisecond rounding of 30 fps: 33 and 34 ms steps.
+        let ms: Vec<f64> = even(30.0, 0.0, 90)
+            .iter()
+            .map(|t| (t * 1000.0).round() / 1000.0)
+            .collect();
+        let mut mixed = even(30.0, 0.0, 90);
+        mixed.extend(even(20.0, 10.0, 60));
+        mixed.extend(even(20.0, 20.0, 60));
+        let cases: Vec<(Vec<f64>, f64, Option<bool>)> = vec![
+            (even(30.0, 0.0, 90), 30.0, Some(false)),
+            (ms, 30.0, Some(false)),
+            (even(23.976, 5.0, 72), 23.976, Some(false)),
+            (mixed, 30.0, Some(true)),
+            (even(30.0, 0.0, 5), 30.0, None),
+            (Vec::new(), 30.0, None),
+            (even(30.0, 0.0, 90), 0.0, None),
+        ];
+        for (pts, base, want) in cases {
+            assert_eq!(
+                frame_timing(&pts, base).map(|(v, _)| v),
+                want,
+                "{} stamps at {base}",
+                pts.len()
+            );
+        }
+        let (_, avg) = frame_timing(&even(20.0, 0.0, 60), 30.0).unwrap();
+        assert!((avg - 20.0).abs() < 0.01, "{avg}");
+    }
+
     use super::*;
 
     #[test]
@@ -277,6 +415,22 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(head)
             );
+        }
+    }
+
+    #[test]
+    fn variable_rates_are_made_standard() {
+        let cases = [
+            ((2997, 100), (30000, 1001)),
+            ((1400, 60), (24000, 1001)),
+            ((2500, 100), (25, 1)),
+            ((30, 1), (30, 1)),
+            ((15, 1), (15, 1)),
+            ((120, 1), (120, 1)),
+            ((59940, 1000), (60000, 1001)),
+        ];
+        for (rate, want) in cases {
+            assert_eq!(standard_rate(rate), want, "{rate:?}");
         }
     }
 

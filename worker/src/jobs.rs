@@ -499,7 +499,8 @@ impl Jobs {
             );
         }
         let input = media::ffmpeg_input(&source);
-        let info = match ffprobe::probe(&settings.ffprobe, &input, settings.probe_timeout).await {
+        let mut info = match ffprobe::probe(&settings.ffprobe, &input, settings.probe_timeout).await
+        {
             Ok(info) => info,
             Err(e) => {
                 return Outcome::Failed(
@@ -508,6 +509,27 @@ impl Jobs {
                 )
             }
         };
+        // The container's word on the frame rate is checked against the
+        // frames' timestamps: a variable rate is made constant.
+        let stamps = ffprobe::sample_frame_times(
+            &settings.ffprobe,
+            &input,
+            info.duration,
+            settings.probe_timeout,
+        )
+        .await;
+        if let Some((true, average)) = ffprobe::frame_timing(&stamps, info.fps) {
+            let rate = ffprobe::standard_rate((((average * 1000.0).round()) as u32, 1000));
+            tracing::info!(
+                stated = info.fps,
+                average,
+                ?rate,
+                "the source's frame rate varies; it is made constant"
+            );
+            info.variable_rate = true;
+            info.rate = rate;
+            info.fps = f64::from(rate.0) / f64::from(rate.1);
+        }
         // The job's grid: the one its first run decided, or ours when this
         // is the first run.
         let grid = a
@@ -520,6 +542,7 @@ impl Jobs {
             job_first_frame: RunWindow::first_frame(a.start_time, info.video_start, grid.fps()),
             video_start: info.video_start,
             variable_rate: info.variable_rate,
+            sample_rate: info.sample_rate.unwrap_or(48_000),
         };
         let remaining = info
             .duration
