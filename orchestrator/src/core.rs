@@ -725,6 +725,7 @@ impl Core {
         for job in settling {
             out.extend(self.settle(job, now));
         }
+        out.extend(self.repair_watched(now));
         out.extend(self.dispatch(now));
         out.extend(self.prune(now));
         out.extend(self.keep_watched_outputs(now));

@@ -63,8 +63,38 @@ pub fn bin(name: &str) -> PathBuf {
     }
 }
 
-/// A port on loopback that nothing listens on right now.
+/// A port on loopback that nothing listens on right now, and that nothing
+/// else will take before the test binds it: it lies below the kernel's
+/// ephemeral range (where outgoing connections and port-0 listeners, a
+/// browser's or FFmpeg's, get theirs), and is handed out once per process.
 pub fn free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ (u64::from(std::process::id()) << 32);
+    for _ in 0..1000 {
+        // xorshift: no crate needed for spreading picks over the range.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = low + (seed % u64::from(high - low)) as u16;
+        let mut taken = given.lock().unwrap_or_else(|p| p.into_inner());
+        if taken.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        taken.insert(port);
+        return port;
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -551,3 +551,40 @@ fn other_and_variable_frame_rates_join_across_a_move() {
         );
     }
 }
+
+/// A finished film being watched loses the only worker that holds it: the
+/// segments the viewer needs are encoded again on another worker.
+#[test]
+fn a_watched_finished_job_outlives_its_holder() {
+    let sys = System::new();
+    decode::make_film(&sys.dir.path().join("media/clip.mkv"), 12);
+    let _o = sys.start_orchestrator();
+    let mut first = start(&sys, "first", &[]);
+    let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
+    sys.wait_job(&id, "completed", JOB);
+    let _second = start(&sys, "second", &[]);
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(5));
+    sys.wait_online("first", false, START);
+    // The viewer asks for segment 1: a slow answer, then the new holder.
+    let asked = Instant::now();
+    let location = wait_until(Duration::from_secs(30), "segment 1 again", || {
+        let (code, headers, _) = http_raw(sys.http_port, &format!("/stream/{id}/seg1.ts"));
+        (code == 302).then(|| header(&headers, "location").map(str::to_string))?
+    });
+    eprintln!("segment 1 back on {location} after {:?}", asked.elapsed());
+    let second_port = sys
+        .worker("second")
+        .and_then(|w| w["heartbeat"]["port"].as_u64());
+    assert!(
+        location.contains(&format!(":{}/", second_port.unwrap_or_default())),
+        "{location}"
+    );
+    // The playlist stayed complete; the job is complete again, whole.
+    assert!(playlist(&sys, &id).1.ends_with("#EXT-X-ENDLIST\n"));
+    let done = sys.wait_job(&id, "completed", JOB);
+    assert_eq!(done["failures"], 0, "{done}");
+    let d = decode::decode(&sys.api(&format!("/stream/{id}/index.m3u8")));
+    log_joins(&d);
+    assert_seamless(&d, 360, 1, 12.0);
+}

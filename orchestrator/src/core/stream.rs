@@ -143,6 +143,51 @@ impl Core {
         vec![self.status_publish(&job, now)]
     }
 
+    /// Completed jobs that someone watches and whose segments a lost worker
+    /// held run again for those segments: the viewer's requests wait for
+    /// them instead of for a worker that may never come back.
+    pub(super) fn repair_watched(&mut self, now: Now) -> Vec<Publish> {
+        let watched = |job_id: &Uuid| {
+            self.viewed
+                .get(job_id)
+                .is_some_and(|(seen, _)| now.instant.saturating_duration_since(*seen) < WATCHED_FOR)
+        };
+        let lost_holder = |job: &Job| -> Option<String> {
+            let total = job.total_segments?;
+            self.segments
+                .get(&job.job_id)?
+                .range(..total)
+                // Known to be offline: right after our own restart a worker
+                // we have not heard from yet is not lost.
+                .find_map(|(_, s)| {
+                    s.holder
+                        .clone()
+                        .filter(|h| self.registry.is_online(h) == Some(false))
+                })
+        };
+        let due: Vec<(Job, String)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Completed && watched(&j.job_id))
+            .filter_map(|j| lost_holder(j).map(|h| (j.clone(), h)))
+            .collect();
+        let mut out = Vec::new();
+        for (mut job, holder) in due {
+            tracing::warn!(job_id = %job.job_id, worker_id = %holder, "a watched job's segments were lost with their worker; encoding them again");
+            job.state = JobState::Queued;
+            job.queued_at = now.ms;
+            job.updated_at = now.ms;
+            job.finished_at = None;
+            job.settling_since = None;
+            job.note = Some(format!(
+                "encoding segments again for a viewer: worker {holder}, which held them, was lost"
+            ));
+            let _ = self.save(job.clone());
+            out.push(self.status_publish(&job, now));
+        }
+        out
+    }
+
     /// A message on `.../workers/{worker_id}/segments`.
     pub fn on_segments(&mut self, topic_worker: &str, payload: &[u8], now: Now) -> Vec<Publish> {
         let report = match wire::decode::<SegmentReport>(payload)
@@ -366,7 +411,10 @@ impl Core {
             listed: job.listed,
             encodings: &job.encodings,
             grid: job.grid,
-            ended: job.state.is_final(),
+            // Once complete, always complete: a repair run (a lost holder)
+            // never takes the end back.
+            ended: job.state.is_final()
+                || job.total_segments.is_some_and(|t| t > 0 && job.listed >= t),
         });
         self.viewed_now(job_id, now);
         PlaylistAnswer::Playlist(text)

@@ -310,6 +310,40 @@ fn the_replacement_run_starts_where_the_viewer_is_and_fills_in_after() {
 }
 
 #[test]
+fn a_watched_job_whose_holder_is_lost_is_encoded_again_for_the_viewer() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    r.segments(id, "a", 1, &[0, 1, 2]);
+    r.status(id, "a", "completed", 1, json!({"segments_done": 3}));
+    assert_eq!(r.job(id).state, JobState::Completed);
+    r.worker("b", SW, &[]);
+    let now = r.now;
+    r.core.on_availability("a", b"offline", now).unwrap();
+    // Nobody watches: nothing runs.
+    r.advance(11);
+    r.worker("b", SW, &[]);
+    let now = r.now;
+    assert!(assignments(&r.core.tick(now)).is_empty());
+    // A viewer asks for segment 1: it waits, and a run makes it again.
+    assert_eq!(r.core.segment_location(id, 1, now), SegmentAnswer::Wait);
+    let out = r.core.tick(now);
+    let sent = assignments(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(sent[0].0, "transcode/workers/b/jobs");
+    assert_eq!(sent[0].1["segment_offset"], 1);
+    // The playlist stays complete while it runs.
+    assert!(listed(&r.playlist(id)).1);
+    r.segments(id, "b", 2, &[1, 2]);
+    r.status(id, "b", "completed", 2, json!({"segments_done": 3}));
+    r.segments(id, "b", 3, &[0]);
+    r.status(id, "b", "completed", 3, json!({"segments_done": 1}));
+    let job = r.job(id);
+    assert_eq!((job.state, job.failures), (JobState::Completed, 0));
+}
+
+#[test]
 fn a_completed_run_waits_for_its_last_reports() {
     let mut r = Rig::new();
     r.worker("a", SW, &[]);
