@@ -758,13 +758,7 @@ impl Core {
         if counts {
             job.failures += 1;
         }
-        job.updated_at = now.ms;
-        job.speed = None;
-        job.eta_s = None;
-        job.fps = 0.0;
-        job.processing_since = None;
-        job.assigned_at = None;
-        job.settling_since = None;
+        job.leave_run(now.ms);
         if job.failures >= self.settings.max_attempts {
             job.state = JobState::Failed;
             job.error = Some(format!(

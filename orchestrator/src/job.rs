@@ -198,6 +198,17 @@ impl Job {
         }
     }
 
+    /// The run ended or was taken away: nothing of it is live any more.
+    pub fn leave_run(&mut self, now_ms: u64) {
+        self.updated_at = now_ms;
+        self.speed = None;
+        self.eta_s = None;
+        self.fps = 0.0;
+        self.processing_since = None;
+        self.assigned_at = None;
+        self.settling_since = None;
+    }
+
     /// Is the job held by a worker right now? A run that said it completed
     /// while its last reports are on their way holds no worker.
     pub fn is_running(&self) -> bool {

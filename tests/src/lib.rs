@@ -408,6 +408,14 @@ impl System {
         )
     }
 
+    /// Starts a worker like [`System::start_worker`] and waits until the
+    /// orchestrator lists it online.
+    pub fn start_online(&self, id: &str, extra: &[(&str, &str)]) -> Proc {
+        let w = self.start_worker(id, extra);
+        self.wait_online(id, true, Duration::from_secs(30));
+        w
+    }
+
     /// `GET /api/workers`, or an empty list while the API does not answer.
     pub fn workers(&self) -> Vec<Value> {
         get_json(&self.api("/api/workers"))
@@ -631,6 +639,14 @@ pub fn http_raw(port: u16, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) 
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     (status, headers, body)
+}
+
+/// A header of an [`http_raw`] answer by its lower-case name.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Pids of the live processes named `name` whose parent is `parent`.

@@ -7,17 +7,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use transcode_tests::{
-    children_named, env, ffprobe, http_json, http_raw, make_media, mqtt, wait_until, Proc, System,
+    children_named, env, ffprobe, http_json, http_raw, make_media, mqtt, wait_until, System,
 };
 
-const START: Duration = Duration::from_secs(30);
 const JOB: Duration = Duration::from_secs(180);
-
-fn start(sys: &System, id: &str, extra: &[(&str, &str)]) -> Proc {
-    let w = sys.start_worker(id, extra);
-    sys.wait_online(id, true, START);
-    w
-}
 
 fn request(source: &str) -> Value {
     json!({"source_path": source, "resolution": "720p", "bitrate": "1M"})
@@ -28,8 +21,8 @@ fn five_jobs_on_two_one_slot_workers_run_in_order_never_two_at_once() {
     let sys = System::new();
     make_media(&sys.dir.path().join("media/clip.mkv"), 1280, 720, 8, true);
     let _o = sys.start_orchestrator();
-    let a = start(&sys, "a", &[]);
-    let b = start(&sys, "b", &[]);
+    let a = sys.start_online("a", &[]);
+    let b = sys.start_online("b", &[]);
 
     let ids: Vec<String> = (0..5).map(|_| sys.submit(&request("clip.mkv"))).collect();
     let deadline = Instant::now() + JOB;
@@ -82,14 +75,14 @@ fn a_killed_worker_s_job_resumes_on_the_idle_one_after_its_last_segment() {
     let sys = System::new();
     make_media(&sys.dir.path().join("media/film.mkv"), 1920, 1080, 40, true);
     let _o = sys.start_orchestrator();
-    let mut first = start(&sys, "first", &[]);
+    let mut first = sys.start_online("first", &[]);
     let id = sys.submit(&request("film.mkv"));
     let running = wait_until(JOB, "two complete segments on the first worker", || {
         let j = sys.job(&id);
         (j["state"] == "processing" && j["segments_done"].as_u64()? >= 2).then_some(j)
     });
     assert_eq!(running["worker_id"], "first");
-    let _second = start(&sys, "second", &[]);
+    let _second = sys.start_online("second", &[]);
 
     let killed = Instant::now();
     first.signal(Signal::SIGKILL);
@@ -132,7 +125,7 @@ fn the_orchestrator_killed_with_one_job_running_and_two_queued_loses_none() {
     let sys = System::new();
     make_media(&sys.dir.path().join("media/clip.mkv"), 1280, 720, 12, true);
     let mut orchestrator = sys.start_orchestrator();
-    let worker = start(&sys, "solo", &[]);
+    let worker = sys.start_online("solo", &[]);
     let ids: Vec<String> = (0..3).map(|_| sys.submit(&request("clip.mkv"))).collect();
     sys.wait_job(&ids[0], "processing", JOB);
     assert_eq!(sys.job(&ids[1])["state"], "queued");
@@ -169,10 +162,10 @@ fn a_frozen_worker_s_job_moves_and_its_copy_stops_when_it_thaws() {
         .push(env("TRANSCODE_SCHEDULER__HEARTBEAT_TIMEOUT_S", "3"));
     make_media(&sys.dir.path().join("media/long.mkv"), 1280, 720, 60, false);
     let _o = sys.start_orchestrator();
-    let frozen = start(&sys, "frozen", &[]);
+    let frozen = sys.start_online("frozen", &[]);
     let id = sys.submit(&request("long.mkv"));
     sys.wait_job(&id, "processing", JOB);
-    let _other = start(&sys, "other", &[]);
+    let _other = sys.start_online("other", &[]);
 
     frozen.signal(Signal::SIGSTOP);
     let moved = wait_until(
@@ -302,7 +295,7 @@ fn mqtt_submissions_garbage_and_every_way_to_cancel() {
     let sys = System::new();
     make_media(&sys.dir.path().join("media/long.mkv"), 1280, 720, 60, false);
     let o = sys.start_orchestrator();
-    let worker = start(&sys, "w", &[]);
+    let worker = sys.start_online("w", &[]);
     let port = sys.broker_port;
 
     // Garbage on the submit topic crashes nothing; a bad request with a
@@ -408,7 +401,7 @@ fn finished_jobs_are_pruned_after_the_retention_time() {
         .push(env("TRANSCODE_STATE__RETENTION_S", "2"));
     make_media(&sys.dir.path().join("media/clip.mkv"), 320, 240, 2, false);
     let _o = sys.start_orchestrator();
-    let _w = start(&sys, "w", &[]);
+    let _w = sys.start_online("w", &[]);
     let id = sys.submit(&request("clip.mkv"));
     sys.wait_job(&id, "completed", JOB);
     wait_until(Duration::from_secs(15), "the job to be pruned", || {

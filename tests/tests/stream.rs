@@ -9,24 +9,11 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use transcode_tests::browser::{self, Playback};
 use transcode_tests::decode::{self, Decoded};
-use transcode_tests::{get_json, http_raw, mqtt, wait_until, Proc, System};
+use transcode_tests::{get_json, header, http_raw, mqtt, wait_until, System};
 
 const START: Duration = Duration::from_secs(30);
 const JOB: Duration = Duration::from_secs(300);
 const FPS: f64 = 30.0;
-
-fn start(sys: &System, id: &str, extra: &[(&str, &str)]) -> Proc {
-    let w = sys.start_worker(id, extra);
-    sys.wait_online(id, true, START);
-    w
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
 
 /// The orchestrator's playlist of a job: (status, body).
 fn playlist(sys: &System, id: &str) -> (u16, String) {
@@ -107,7 +94,7 @@ fn the_orchestrator_writes_the_playlist_from_the_first_segment_to_the_end() {
     assert!(header(&headers, "retry-after").is_some(), "{headers:?}");
     assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
 
-    let _w = start(&sys, "solo", &[]);
+    let _w = sys.start_online("solo", &[]);
     // The first segment is on the playlist as soon as it exists.
     let job = wait_listed(&sys, &id, 1, JOB);
     let (code, headers, body) = http_raw(sys.http_port, &format!("/stream/{id}/index.m3u8"));
@@ -170,10 +157,10 @@ fn the_holder_dies_during_playback_and_the_viewer_does_not_notice() {
     decode::make_film(&film, 240);
     let source_frames = decode::video_frames(&film) as usize;
     let _o = sys.start_orchestrator();
-    let mut first = start(&sys, "first", &[]);
+    let mut first = sys.start_online("first", &[]);
     let id = sys.submit(&json!({"source_path": "film.mkv", "resolution": "480p", "bitrate": "1M"}));
     wait_listed(&sys, &id, 1, JOB);
-    let _second = start(&sys, "second", &[]);
+    let _second = sys.start_online("second", &[]);
 
     let url = sys.api(&format!("/stream/{id}/index.m3u8"));
     // Twice real time, so the test takes two minutes, not four.
@@ -229,11 +216,11 @@ fn a_job_from_sixty_seconds_survives_its_holder_and_decodes_whole() {
     let sys = System::new();
     decode::make_film(&sys.dir.path().join("media/film.mkv"), 100);
     let _o = sys.start_orchestrator();
-    let mut first = start(&sys, "first", &[]);
+    let mut first = sys.start_online("first", &[]);
     let id = sys.submit(&json!({"source_path": "film.mkv", "resolution": "480p",
         "bitrate": "1M", "start_time": 60}));
     wait_listed(&sys, &id, 3, JOB);
-    let _second = start(&sys, "second", &[]);
+    let _second = sys.start_online("second", &[]);
     // A viewer fetched up to segment 1 through the orchestrator.
     for n in 0..2 {
         assert_eq!(
@@ -275,7 +262,7 @@ fn outputs_live_while_they_are_watched_and_go_after() {
     let sys = System::new();
     decode::make_film(&sys.dir.path().join("media/clip.mkv"), 8);
     let _o = sys.start_orchestrator();
-    let _w = start(&sys, "w", &[("TRANSCODE_TRANSCODE__KEEP_OUTPUTS_S", "6")]);
+    let _w = sys.start_online("w", &[("TRANSCODE_TRANSCODE__KEEP_OUTPUTS_S", "6")]);
     let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
     sys.wait_job(&id, "completed", JOB);
     let folder = sys.dir.path().join("out-w").join(&id);
@@ -314,7 +301,7 @@ fn bad_segment_reports_are_refused_and_logged() {
     let sys = System::new();
     decode::make_film(&sys.dir.path().join("media/clip.mkv"), 8);
     let mut o = sys.start_orchestrator();
-    let _w = start(&sys, "w", &[]);
+    let _w = sys.start_online("w", &[]);
     let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
     sys.wait_job(&id, "completed", JOB);
     let (_, before) = playlist(&sys, &id);
@@ -382,7 +369,7 @@ fn a_restarted_worker_keeps_its_outputs_and_says_what_it_holds() {
     let sys = System::new();
     decode::make_film(&sys.dir.path().join("media/clip.mkv"), 8);
     let _o = sys.start_orchestrator();
-    let mut w = start(&sys, "w", &[]);
+    let mut w = sys.start_online("w", &[]);
     let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
     sys.wait_job(&id, "completed", JOB);
     let out = sys.dir.path().join("out-w");
@@ -397,7 +384,7 @@ fn a_restarted_worker_keeps_its_outputs_and_says_what_it_holds() {
     w.wait_exit(Duration::from_secs(5));
     sys.wait_online("w", false, START);
 
-    let _w = start(&sys, "w", &[]);
+    let _w = sys.start_online("w", &[]);
     assert!(
         out.join(&id).join("seg0.ts").is_file(),
         "kept across the restart"
@@ -496,10 +483,10 @@ fn other_and_variable_frame_rates_join_across_a_move() {
     make_source(&media.join("ntsc.mkv"), "24000/1001", false, 30);
     make_source(&media.join("vfr.mkv"), "30", true, 30);
     let _o = sys.start_orchestrator();
-    let mut workers = vec![start(&sys, "w0", &[])];
+    let mut workers = vec![sys.start_online("w0", &[])];
     for (n, source) in ["ntsc.mkv", "vfr.mkv"].into_iter().enumerate() {
         let spare = format!("w{}", n + 1);
-        workers.push(start(&sys, &spare, &[]));
+        workers.push(sys.start_online(&spare, &[]));
         let id =
             sys.submit(&json!({"source_path": source, "resolution": "640x360", "bitrate": "800k"}));
         let job = wait_listed(&sys, &id, 2, JOB);
@@ -559,10 +546,10 @@ fn a_watched_finished_job_outlives_its_holder() {
     let sys = System::new();
     decode::make_film(&sys.dir.path().join("media/clip.mkv"), 12);
     let _o = sys.start_orchestrator();
-    let mut first = start(&sys, "first", &[]);
+    let mut first = sys.start_online("first", &[]);
     let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
     sys.wait_job(&id, "completed", JOB);
-    let _second = start(&sys, "second", &[]);
+    let _second = sys.start_online("second", &[]);
     first.signal(Signal::SIGKILL);
     first.wait_exit(Duration::from_secs(5));
     sys.wait_online("first", false, START);

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use transcode_tests::mqtt::{self, Watcher};
 use transcode_tests::{
-    any_children_named, children_named, ffprobe, http_raw, make_media, wait_until, Proc, System,
+    any_children_named, children_named, ffprobe, header, http_raw, make_media, wait_until, System,
 };
 
-const START: Duration = Duration::from_secs(30);
 const JOB: Duration = Duration::from_secs(120);
 
 /// A random UUID without another dependency: from the kernel.
@@ -87,19 +86,6 @@ fn statuses(w: &Watcher, job_id: &str) -> Vec<Value> {
         .collect()
 }
 
-fn start(sys: &System, id: &str, extra: &[(&str, &str)]) -> Proc {
-    let w = sys.start_worker(id, extra);
-    sys.wait_online(id, true, START);
-    w
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 #[test]
 fn a_1080p_source_streams_at_720p_from_six_seconds_while_ffmpeg_runs() {
     let sys = System::new();
@@ -111,7 +97,7 @@ fn a_1080p_source_streams_at_720p_from_six_seconds_while_ffmpeg_runs() {
         true,
     );
     let _o = sys.start_orchestrator();
-    let worker = start(&sys, "w1", &[]);
+    let worker = sys.start_online("w1", &[]);
     let watcher = watch(&sys, "w1");
 
     let job_id = new_job_id();
@@ -220,8 +206,7 @@ fn sources_without_audio_portrait_or_smaller_than_asked() {
     std::fs::create_dir_all(&stale).expect("stale dir");
     std::fs::write(out.join("notes.txt"), "mine").expect("file");
     let _o = sys.start_orchestrator();
-    let _w = start(
-        &sys,
+    let _w = sys.start_online(
         "w2",
         &[
             ("TRANSCODE_TRANSCODE__MAX_JOBS", "3"),
@@ -300,7 +285,7 @@ fn bad_sources_fail_with_clear_errors_and_the_worker_carries_on() {
     )
     .expect("playlist");
     let _o = sys.start_orchestrator();
-    let worker = start(&sys, "w3", &[]);
+    let worker = sys.start_online("w3", &[]);
 
     let cases: Vec<(Value, &[&str])> = vec![
         (
@@ -381,7 +366,7 @@ fn cancel_stops_ffmpeg_within_two_seconds_and_the_worker_is_idle_again() {
     let sys = System::new();
     make_media(&sys.dir.path().join("media/long.mkv"), 1280, 720, 120, true);
     let _o = sys.start_orchestrator();
-    let worker = start(&sys, "w4", &[]);
+    let worker = sys.start_online("w4", &[]);
 
     for (n, cancel) in [(0, None), (1, Some("CANCEL"))] {
         let id = new_job_id();
@@ -437,7 +422,7 @@ fn one_ffmpeg_per_assignment_and_a_full_worker_refuses_with_a_status() {
     let sys = System::new();
     make_media(&sys.dir.path().join("media/long.mkv"), 1280, 720, 60, false);
     let _o = sys.start_orchestrator();
-    let worker = start(&sys, "w5", &[]);
+    let worker = sys.start_online("w5", &[]);
 
     let id = new_job_id();
     let job = json!({"job_id": id, "source_path": "long.mkv", "resolution": "720p", "bitrate": "2M", "attempt": 1});
@@ -478,7 +463,7 @@ fn encoded_traversal_never_leaves_the_job_folder() {
     let sys = System::new();
     make_media(&sys.dir.path().join("media/clip.mkv"), 320, 240, 2, false);
     let _o = sys.start_orchestrator();
-    let _w = start(&sys, "w6", &[]);
+    let _w = sys.start_online("w6", &[]);
     let id = new_job_id();
     assign(
         &sys,

@@ -128,14 +128,8 @@ impl Core {
             .unwrap_or("the end".into());
         tracing::info!(%job_id, from, to = %to, "segments missing (their holder was lost); queueing a run to encode them again");
         job.state = JobState::Queued;
-        job.settling_since = None;
         job.queued_at = now.ms;
-        job.updated_at = now.ms;
-        job.speed = None;
-        job.eta_s = None;
-        job.fps = 0.0;
-        job.processing_since = None;
-        job.assigned_at = None;
+        job.leave_run(now.ms);
         job.note = Some(format!(
             "encoding segments {from} to {to} again: the worker that held them was lost"
         ));
