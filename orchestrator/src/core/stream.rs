@@ -95,6 +95,7 @@ impl Core {
         if self.is_complete(&job) {
             job.state = JobState::Completed;
             job.progress = 100.0;
+            job.fps = 0.0;
             job.speed = None;
             job.eta_s = None;
             job.error = None;
