@@ -626,6 +626,8 @@ impl Core {
             .values()
             .filter(|j| {
                 j.state == JobState::Processing
+                    // A run that said it completed is no longer listed.
+                    && j.settling_since.is_none()
                     && j.worker_id.as_deref() == Some(worker_id)
                     && !listed.contains(&j.job_id)
                     // A heartbeat made well after the run started must list it.

@@ -354,6 +354,11 @@ fn a_completed_run_waits_for_its_last_reports() {
     let out = r.status(id, "a", "completed", 1, json!({"segments_done": 2}));
     assert!(assignments(&out).is_empty());
     assert_eq!(r.job(id).state, JobState::Processing);
+    // The worker's next heartbeat no longer lists the job: no lost run.
+    r.advance(3);
+    r.worker("a", SW, &[]);
+    assert_eq!(r.job(id).failures, 0);
+    assert_eq!(r.job(id).state, JobState::Processing);
     let out = r.segments(id, "a", 1, &[1]);
     assert_eq!(r.job(id).state, JobState::Completed, "{out:?}");
 }
