@@ -199,8 +199,13 @@ impl JobAssignment {
                 ));
             }
         }
-        if self.segment_count == Some(0) {
-            return Err("segment_count: a run must write at least one segment".into());
+        if let Some(c) = self.segment_count {
+            let end = self.segment_offset.unwrap_or(0).saturating_add(c);
+            if c == 0 || end > MAX_SEGMENTS {
+                return Err(format!(
+                    "segment_count: {c} must be at least 1 and end within the {MAX_SEGMENTS} segments a job may have"
+                ));
+            }
         }
         if let Some(g) = &self.grid {
             g.validate().map_err(|e| format!("grid: {e}"))?;
@@ -499,6 +504,8 @@ pub enum OutputAction {
     Keep,
     /// The job was cancelled or pruned: delete its output now.
     Delete,
+    /// Send an inventory of the job's folder (a report was lost).
+    Report,
 }
 
 /// Why a payload could not be used.

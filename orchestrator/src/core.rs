@@ -238,6 +238,9 @@ impl Core {
             .collect();
         jobs.sort_by_key(|j| j.seq);
         out.extend(jobs.into_iter().map(|j| self.status_publish(j, now)));
+        // Segment reports sent while we were away are lost: the workers
+        // running jobs send their inventories again.
+        out.extend(self.ask_inventories());
         out
     }
 
@@ -494,13 +497,20 @@ impl Core {
                     // This run went to the end of the source.
                     let end = status
                         .segments_done
-                        .filter(|n| *n > job.run_from && *n < wire::MAX_SEGMENTS)
+                        .filter(|n| *n >= job.run_from && *n < wire::MAX_SEGMENTS)
                         .unwrap_or(job.run_next);
                     if end > 0 {
                         job.total_segments = Some(end);
                     }
                 }
-                if job.run_next == job.run_from && status.segments_done <= Some(job.run_from) {
+                // The source ends where this run was to start.
+                let at_the_end = job.run_to.is_none()
+                    && job.run_from > 0
+                    && status.segments_done == Some(job.run_from);
+                if !at_the_end
+                    && job.run_next == job.run_from
+                    && status.segments_done <= Some(job.run_from)
+                {
                     // Nothing came of it: a failed run, or this would loop.
                     let reason = format!(
                         "worker {worker} finished a run of job {job_id} without writing segment {}",
@@ -727,7 +737,7 @@ impl Core {
         for job in settling {
             out.extend(self.settle(job, now));
         }
-        out.extend(self.repair_watched(now));
+        out.extend(self.repair_watched(now, boot_grace_over));
         out.extend(self.dispatch(now));
         out.extend(self.prune(now));
         out.extend(self.keep_watched_outputs(now));

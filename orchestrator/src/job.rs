@@ -69,7 +69,7 @@ pub struct Job {
     /// the source.
     #[serde(default)]
     pub total_segments: Option<u64>,
-    /// The highest segment a player asked the orchestrator for.
+    /// The segment a player asked the orchestrator for last.
     #[serde(default)]
     pub requested: Option<u64>,
     /// The highest segment a worker says it served to a player.

@@ -100,6 +100,9 @@ struct Inner {
     settings: JobSettings,
     /// The job folders: what they hold, who watches them, when they go.
     outputs: Arc<Outputs>,
+    /// Held while a folder's record is read or written and its report sent,
+    /// so reports and inventories leave in the order of the records.
+    reporting: tokio::sync::Mutex<()>,
     topics: Topics,
     client: AsyncClient,
     activity: watch::Sender<Activity>,
@@ -118,6 +121,7 @@ impl Jobs {
             inner: Arc::new(Inner {
                 settings,
                 outputs,
+                reporting: tokio::sync::Mutex::new(()),
                 topics,
                 client,
                 activity,
@@ -547,6 +551,30 @@ impl Jobs {
         let remaining = info
             .duration
             .map(|d| d - a.start_time - window.offset_seconds());
+        if let Err(e) = grid.validate() {
+            return Outcome::Failed(
+                ErrorKind::Input,
+                format!(
+                    "worker {worker_id}: source {:?} cannot be cut into segments: {e}",
+                    a.source_path
+                ),
+            );
+        }
+        if remaining.is_some_and(|r| r <= 0.0)
+            && window.first_segment > 0
+            && a.segment_count.is_none()
+        {
+            // The job ends right before this segment (an earlier run's
+            // end was never heard of): nothing to write, and now it is known.
+            tracing::info!(
+                segment = window.first_segment,
+                "the source ends before this segment"
+            );
+            return Outcome::Completed {
+                stream_url: None,
+                segments_done: window.first_segment,
+            };
+        }
         if remaining.is_some_and(|r| r <= 0.0) {
             return Outcome::Failed(
                 ErrorKind::Input,
@@ -601,7 +629,16 @@ impl Jobs {
                 attempt: a.attempt,
                 ..h
             },
-            _ => {
+            old => {
+                if let Some(mut old) = old.filter(|h| !h.segments.is_empty()) {
+                    // The orchestrator must not send players here for them.
+                    tracing::info!(
+                        encoding,
+                        "this run is encoded otherwise; the folder's earlier segments go"
+                    );
+                    old.segments.clear();
+                    self.send_inventory(job_id, &old).await;
+                }
                 let _ = std::fs::remove_dir_all(&out_dir);
                 let _ = std::fs::create_dir_all(&out_dir);
                 Held {

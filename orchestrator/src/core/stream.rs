@@ -14,6 +14,9 @@ use super::{Core, Now, Publish};
 use crate::job::Job;
 use crate::segments::{self, PlaylistInput, Seg, Segments};
 
+/// Most encodings one job's segments may carry (each change is a
+/// discontinuity on the playlist).
+const MAX_ENCODINGS: usize = 16;
 /// How long a run that said it completed waits for its last segment
 /// reports (they travel on another topic) before its missing segments are
 /// run again.
@@ -120,6 +123,15 @@ impl Core {
             let _ = self.save(job);
             return Vec::new();
         }
+        if job.run_next == job.run_from && job.total_segments != Some(job.run_from) {
+            // Not one of its segments could be taken: a failed run, or the
+            // job would run again and again.
+            let worker = job.worker_id.clone().unwrap_or_default();
+            let reason = format!(
+                "worker {worker} finished a run without a segment the orchestrator could take (see its log for refused segment reports)"
+            );
+            return self.requeue(job, reason, true, now);
+        }
         // Holes remain: another run fills them. That is no failed run.
         let Some((from, count)) = self.plan(&job) else {
             return Vec::new();
@@ -141,7 +153,7 @@ impl Core {
     /// Completed jobs that someone watches and whose segments a lost worker
     /// held run again for those segments: the viewer's requests wait for
     /// them instead of for a worker that may never come back.
-    pub(super) fn repair_watched(&mut self, now: Now) -> Vec<Publish> {
+    pub(super) fn repair_watched(&mut self, now: Now, boot_grace_over: bool) -> Vec<Publish> {
         let watched = |job_id: &Uuid| {
             self.viewed
                 .get(job_id)
@@ -157,7 +169,11 @@ impl Core {
                 .find_map(|(_, s)| {
                     s.holder
                         .clone()
-                        .filter(|h| self.registry.is_online(h) == Some(false))
+                        .filter(|h| match self.registry.is_online(h) {
+                            Some(online) => !online,
+                            // Not heard of since our restart.
+                            None => boot_grace_over,
+                        })
                 })
         };
         let due: Vec<(Job, String)> = self
@@ -174,6 +190,8 @@ impl Core {
             job.updated_at = now.ms;
             job.finished_at = None;
             job.settling_since = None;
+            // A repair is a new story: its runs count from zero.
+            job.failures = 0;
             job.note = Some(format!(
                 "encoding segments again for a viewer: worker {holder}, which held them, was lost"
             ));
@@ -216,6 +234,14 @@ impl Core {
         let current = job.worker_id.as_deref() == Some(worker.as_str())
             && report.attempt == job.attempt
             && matches!(job.state, JobState::Assigned | JobState::Processing);
+        if report.inventory && !job.workers.contains(&worker) {
+            tracing::warn!(worker_id = %worker, %job_id, "segment inventory refused: worker {worker} never ran job {job_id}");
+            return Vec::new();
+        }
+        if !job.encodings.contains(&report.encoding) && job.encodings.len() >= MAX_ENCODINGS {
+            tracing::warn!(worker_id = %worker, %job_id, "segment report refused: job {job_id} already has {MAX_ENCODINGS} encodings");
+            return Vec::new();
+        }
         if !report.inventory && !current {
             tracing::warn!(worker_id = %worker, %job_id, attempt = report.attempt, "segment report refused: worker {worker} does not hold job {job_id} (attempt {} is current, on {})", job.attempt, job.worker_id.as_deref().unwrap_or("no worker"));
             return Vec::new();
@@ -231,6 +257,11 @@ impl Core {
             ) {
                 tracing::warn!(worker_id = %worker, %job_id, "segment report refused: {e}");
                 self.segments.insert(job_id, segs);
+                // A report was lost on the way: the worker's inventory
+                // brings the map up to date.
+                if matches!(e, segments::Refusal::OutOfOrder { .. }) {
+                    return vec![self.output_command(&worker, job_id, OutputAction::Report)];
+                }
                 return Vec::new();
             }
         }
@@ -265,6 +296,9 @@ impl Core {
         if report.inventory {
             // What the worker no longer lists, it no longer holds.
             let [from, to] = report.covers.unwrap_or([0, MAX_SEGMENTS]);
+            // (A worker sends its inventory and its run reports in the
+            // order it wrote them, on one topic: nothing here is older than
+            // what we know.)
             let lost: Vec<u64> = segs
                 .range(from..to.max(from))
                 .filter(|(i, s)| {
@@ -315,6 +349,19 @@ impl Core {
             return out;
         }
         Vec::new()
+    }
+
+    /// Asks every worker running a job for what it holds of it.
+    pub(super) fn ask_inventories(&self) -> Vec<Publish> {
+        let mut running: Vec<&Job> = self.jobs.values().filter(|j| j.is_running()).collect();
+        running.sort_by_key(|j| j.seq);
+        running
+            .into_iter()
+            .filter_map(|j| {
+                let w = j.worker_id.as_deref()?;
+                Some(self.output_command(w, j.job_id, OutputAction::Report))
+            })
+            .collect()
     }
 
     fn output_command(&self, worker: &str, job_id: Uuid, action: OutputAction) -> Publish {
@@ -429,8 +476,8 @@ impl Core {
         if index >= job.listed.max(job.total_segments.unwrap_or(0)) && known.is_none() {
             return SegmentAnswer::NotFound;
         }
-        let first_ask = job.requested.is_none_or(|r| index > r);
-        if first_ask && index < MAX_SEGMENTS {
+        // Where the viewer is now (after a seek back too).
+        if index < MAX_SEGMENTS {
             if let Some(job) = self.jobs.get_mut(&job_id) {
                 job.requested = Some(index);
             }

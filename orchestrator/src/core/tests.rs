@@ -344,6 +344,77 @@ fn a_watched_job_whose_holder_is_lost_is_encoded_again_for_the_viewer() {
 }
 
 #[test]
+fn a_run_none_of_whose_segments_could_be_taken_is_a_failed_run() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    // Every report was refused (say, a grid the orchestrator rejects).
+    r.status(id, "a", "completed", 1, json!({"segments_done": 5}));
+    assert_eq!(r.job(id).failures, 0, "its reports may still be coming");
+    r.advance(4);
+    r.worker("a", SW, &[]);
+    let now = r.now;
+    r.core.tick(now);
+    let job = r.job(id);
+    assert_eq!((job.failures, job.attempt), (1, 2), "{job:?}");
+}
+
+#[test]
+fn a_run_that_starts_at_the_end_tells_where_the_job_ends() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    r.segments(id, "a", 1, &[0, 1]);
+    // The worker was away when its run reached the end of the source: its
+    // `completed` never counted, and the job's length is unknown.
+    let now = r.now;
+    r.core.on_availability("a", b"offline", now).unwrap();
+    r.worker("a", SW, &[]);
+    let job = r.job(id);
+    assert_eq!(
+        (job.attempt, job.run_from, job.run_to),
+        (2, 2, None),
+        "{job:?}"
+    );
+    // The next run starts past the end: the worker says so, and the job is
+    // complete, not failed.
+    r.status(id, "a", "completed", 2, json!({"segments_done": 2}));
+    let job = r.job(id);
+    assert_eq!(
+        (job.state, job.total_segments, job.failures),
+        (JobState::Completed, Some(2), 1),
+        "{job:?}"
+    );
+    assert!(listed(&r.playlist(id)).1);
+}
+
+#[test]
+fn lost_reports_are_made_good_by_an_inventory() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    r.segments(id, "a", 1, &[0]);
+    // Segment 1's report was lost: 2 asks the worker for its inventory.
+    let out = r.segments(id, "a", 1, &[2]);
+    let asked: Vec<Value> = out
+        .iter()
+        .filter(|p| p.topic == "transcode/workers/a/outputs")
+        .map(|p| serde_json::from_slice(&p.payload).unwrap())
+        .collect();
+    assert_eq!(asked, vec![json!({"job_id": id, "action": "report"})]);
+    r.report(id, "a", 1, &[0, 1, 2], true);
+    assert_eq!(r.job(id).run_next, 3);
+    assert_eq!(listed(&r.playlist(id)).0.len(), 3);
+    // After our own reconnection every running job's worker is asked too.
+    let now = r.now;
+    let out = r.core.on_connected(now);
+    assert!(out.iter().any(|p| p.topic == "transcode/workers/a/outputs"));
+}
+
+#[test]
 fn a_completed_run_waits_for_its_last_reports() {
     let mut r = Rig::new();
     r.worker("a", SW, &[]);
@@ -449,7 +520,13 @@ fn bad_segment_reports_are_refused() {
         let out = r
             .core
             .on_segments(topic_worker, payload.to_string().as_bytes(), now);
-        assert!(out.is_empty(), "{payload}: {out:?}");
+        // At most a request for the worker's inventory (a report skipped
+        // one: it may have been lost).
+        assert!(
+            out.iter()
+                .all(|p| p.topic == format!("transcode/workers/{topic_worker}/outputs")),
+            "{payload}: {out:?}"
+        );
         assert_eq!(listed(&r.playlist(id)).0, vec!["seg0.ts"], "{payload}");
     }
     assert_eq!(r.job(id).run_next, 1);

@@ -51,6 +51,7 @@ impl Jobs {
         if new.is_empty() {
             return;
         }
+        let _order = self.inner.reporting.lock().await;
         if let Err(e) = self.inner.outputs.record(a.job_id, held) {
             tracing::warn!(job_id = %a.job_id, "cannot write the folder's segment record: {e}");
         }
@@ -85,13 +86,19 @@ impl Jobs {
     /// is right again after a lost message or a restart of either side.
     pub async fn publish_inventory(&self) {
         for job_id in self.inner.outputs.job_ids() {
-            if let Some(held) = self.inner.outputs.held(job_id) {
-                self.send_inventory(job_id, &held).await;
-            }
+            self.send_current_inventory(job_id).await;
         }
     }
 
-    async fn send_inventory(&self, job_id: Uuid, held: &Held) {
+    /// The inventory of a folder as its record says now.
+    async fn send_current_inventory(&self, job_id: Uuid) {
+        let _order = self.inner.reporting.lock().await;
+        if let Some(held) = self.inner.outputs.held(job_id) {
+            self.send_inventory(job_id, &held).await;
+        }
+    }
+
+    pub(super) async fn send_inventory(&self, job_id: Uuid, held: &Held) {
         for (segments, covers) in inventory_parts(&held.segments) {
             let report = SegmentReport {
                 worker_id: self.worker_id().to_string(),
@@ -124,6 +131,10 @@ impl Jobs {
         }
         match command.action {
             OutputAction::Keep => self.inner.outputs.touch(job_id),
+            OutputAction::Report => {
+                let jobs = self.clone();
+                tokio::spawn(async move { jobs.send_current_inventory(job_id).await });
+            }
             OutputAction::Delete => {
                 tracing::info!(worker_id, %job_id, "the orchestrator is done with the job; its output goes");
                 self.inner.outputs.doom(job_id);
