@@ -159,10 +159,6 @@ pub struct JobAssignment {
     /// job continues the numbering the player already has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_offset: Option<u64>,
-    /// The job's original start time when this run resumes it, so progress
-    /// counts over the whole job; absent: `start_time`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin_time: Option<f64>,
     /// How many segments this run writes from `segment_offset` on; absent:
     /// to the end of the source. A run that fills a gap stops where the
     /// segments other workers hold begin.

@@ -171,7 +171,6 @@ impl Job {
             attempt: self.attempt,
             duration: None,
             segment_offset: (self.run_from > 0).then_some(self.run_from),
-            origin_time: None,
             segment_count: self.run_to.map(|t| t.saturating_sub(self.run_from).max(1)),
             grid: self.grid,
         }

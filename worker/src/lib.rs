@@ -8,6 +8,7 @@
 //! - [`heartbeat`]: the retained self-description, built without IO.
 //! - [`media`]: a job's `source_path`, confined to the media root.
 //! - [`ffprobe`]: duration, size, rotation, frame rate and audio of a source.
+//! - [`window`]: a run's frames and audio on the job's grid (pure).
 //! - [`command`]: the FFmpeg command line (pure, tested by table).
 //! - [`progress`]: FFmpeg's `-progress` blocks and failure lines (pure).
 //! - [`jobs`]: assignments in, FFmpeg supervised, statuses and segment
@@ -32,3 +33,4 @@ pub mod outputs;
 pub mod probe;
 pub mod progress;
 pub mod stats;
+pub mod window;
