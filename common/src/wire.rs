@@ -12,6 +12,12 @@ use uuid::Uuid;
 
 use crate::validate::{self, Bitrate, Resolution};
 
+mod stream;
+pub use stream::{
+    Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport, MAX_REPORT_SEGMENTS,
+    MAX_SEGMENTS, MAX_SEGMENT_SECONDS,
+};
+
 /// Largest payload any of our topics carries; anything bigger is refused
 /// before parsing. Real heartbeats are under 2 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -210,139 +216,7 @@ impl JobAssignment {
     }
 }
 
-/// The most segments one job may have (a week of video in 4 s segments);
-/// bounds what a report can make the orchestrator store.
-pub const MAX_SEGMENTS: u64 = 200_000;
-/// The longest segment a report may announce, in seconds.
-pub const MAX_SEGMENT_SECONDS: f64 = 60.0;
-
-/// A job's frame grid: segment `i` holds the job's frames
-/// `[i × segment_frames, (i + 1) × segment_frames)`, counted from the first
-/// frame at `start_time`, at the constant rate `fps_num / fps_den`. Runs
-/// that start at any segment on any worker produce segments whose
-/// timestamps continue exactly where the previous one ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Grid {
-    pub segment_frames: u32,
-    pub fps_num: u32,
-    pub fps_den: u32,
-}
-
-impl Grid {
-    pub fn fps(&self) -> f64 {
-        f64::from(self.fps_num) / f64::from(self.fps_den.max(1))
-    }
-
-    /// Seconds of video in one full segment.
-    pub fn segment_seconds(&self) -> f64 {
-        f64::from(self.segment_frames) / self.fps()
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        if self.fps_num == 0 || self.fps_den == 0 {
-            return Err(format!(
-                "frame rate {}/{} is not a rate",
-                self.fps_num, self.fps_den
-            ));
-        }
-        let fps = self.fps();
-        if !(1.0..=240.0).contains(&fps) {
-            return Err(format!(
-                "frame rate {fps:.3} is outside 1 to 240 frames per second"
-            ));
-        }
-        if self.segment_frames == 0 || self.segment_seconds() > MAX_SEGMENT_SECONDS {
-            return Err(format!(
-                "{} frames per segment is not between 1 frame and {MAX_SEGMENT_SECONDS} s",
-                self.segment_frames
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// One finished HLS segment: its number in the job and its length.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SegmentInfo {
-    pub index: u64,
-    /// Seconds, as in the segment's `#EXTINF`.
-    pub duration: f64,
-}
-
-/// A worker's word on the segments it holds for a job, on
-/// `.../workers/{worker_id}/segments` (QoS 1, not retained). During a run
-/// each new segment is reported as soon as it is complete; after every
-/// (re)connection the worker sends an `inventory` per job folder it keeps,
-/// listing everything it holds, so that a lost message never makes the
-/// playlist skip or invent a segment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SegmentReport {
-    pub worker_id: String,
-    pub job_id: Uuid,
-    /// The run that wrote these segments.
-    pub attempt: u32,
-    pub segments: Vec<SegmentInfo>,
-    /// True: this lists every segment the worker holds for the job (within
-    /// `covers`).
-    #[serde(default)]
-    pub inventory: bool,
-    /// The segment numbers `[from, to)` an inventory speaks for: one that
-    /// it does not list, the worker does not hold. Absent: all of them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub covers: Option<[u64; 2]>,
-    /// The grid the segments were cut on.
-    pub grid: Grid,
-    /// What the segments were encoded with (encoder, size, bitrate): two
-    /// neighbours with different encodings are joined with a discontinuity.
-    pub encoding: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<u64>,
-}
-
-/// Most segments one report may carry (an inventory is sent in parts).
-pub const MAX_REPORT_SEGMENTS: usize = 1000;
-
-impl SegmentReport {
-    pub fn validate(&self) -> Result<(), String> {
-        validate::worker_id(&self.worker_id).map_err(|e| format!("worker_id: {e}"))?;
-        self.grid.validate().map_err(|e| format!("grid: {e}"))?;
-        if self.encoding.is_empty() || self.encoding.len() > 200 {
-            return Err("encoding: must name the encoder settings in 1 to 200 bytes".into());
-        }
-        if self.segments.len() > MAX_REPORT_SEGMENTS {
-            return Err(format!(
-                "segments: {} entries, more than the {MAX_REPORT_SEGMENTS} one report may carry",
-                self.segments.len()
-            ));
-        }
-        let longest = MAX_SEGMENT_SECONDS.min(self.grid.segment_seconds() * 2.0 + 1.0);
-        let mut previous: Option<u64> = None;
-        for s in &self.segments {
-            if s.index >= MAX_SEGMENTS {
-                return Err(format!(
-                    "segments: number {} is beyond the {MAX_SEGMENTS} a job may have",
-                    s.index
-                ));
-            }
-            if !s.duration.is_finite() || s.duration <= 0.0 || s.duration > longest {
-                return Err(format!(
-                    "segments: segment {} lasts {} s, which is not between 0 and {longest:.1} s on this grid",
-                    s.index, s.duration
-                ));
-            }
-            if previous.is_some_and(|p| s.index <= p) {
-                return Err(format!(
-                    "segments: segment {} comes after segment {}; list them in increasing order",
-                    s.index,
-                    previous.unwrap_or_default()
-                ));
-            }
-            previous = Some(s.index);
-        }
-        Ok(())
-    }
-}
-
+/// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -482,26 +356,6 @@ impl JobRequest {
         }
         Ok(())
     }
-}
-
-/// What the orchestrator tells a worker about a job's output folder, on
-/// `.../workers/{worker_id}/outputs` (QoS 1, not retained).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputCommand {
-    pub job_id: Uuid,
-    pub action: OutputAction,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputAction {
-    /// A player is watching the job through the orchestrator's playlist:
-    /// count it as a request, so the output is kept.
-    Keep,
-    /// The job was cancelled or pruned: delete its output now.
-    Delete,
-    /// Send an inventory of the job's folder (a report was lost).
-    Report,
 }
 
 /// Why a payload could not be used.

@@ -64,26 +64,16 @@ impl Decoded {
 /// followed) with ffprobe.
 pub fn decode(target: &str) -> Decoded {
     let sample_rate = audio_rate(target);
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "frame=media_type,best_effort_timestamp_time,nb_samples",
-            "-of",
-            "csv=p=0:nk=1",
-            target,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "ffprobe {target}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_ffprobe(&[
+        "-show_entries",
+        "frame=media_type,best_effort_timestamp_time,nb_samples",
+        "-of",
+        "csv=p=0:nk=1",
+        target,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut decoded = Decoded::default();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in text.lines() {
         let fields: Vec<&str> = line.split(',').collect();
         match fields.as_slice() {
             ["video", t, ..] => {
@@ -102,26 +92,39 @@ pub fn decode(target: &str) -> Decoded {
     decoded
 }
 
-/// The sample rate of the first audio stream (48 kHz when unknown).
-fn audio_rate(target: &str) -> u64 {
+/// Runs `ffprobe -v error ARGS` and returns what it printed, or a sentence
+/// with its error.
+pub fn run_ffprobe(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=sample_rate",
-            "-of",
-            "csv=p=0",
-            target,
-        ])
+        .args(["-v", "error"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("ffprobe runs");
+        .map_err(|e| format!("ffprobe cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffprobe {}: {}",
+            args.last().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The sample rate of the first audio stream (48 kHz when unknown).
+fn audio_rate(target: &str) -> u64 {
+    let text = run_ffprobe(&[
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=sample_rate",
+        "-of",
+        "csv=p=0",
+        target,
+    ])
+    .unwrap_or_default();
     // A playlist can list the stream once per program: the first line.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    text.lines()
         .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
         .unwrap_or(48_000)
 }
@@ -197,24 +200,19 @@ pub fn make_film(path: &Path, seconds: u32) {
 
 /// Video frames in a file, counted by ffprobe from its packets.
 pub fn video_frames(path: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_packets",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffprobe runs");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    let path = path.display().to_string();
+    run_ffprobe(&[
+        "-select_streams",
+        "v:0",
+        "-count_packets",
+        "-show_entries",
+        "stream=nb_read_packets",
+        "-of",
+        "csv=p=0",
+        &path,
+    ])
+    .unwrap_or_default()
+    .trim()
+    .parse()
+    .unwrap_or(0)
 }

@@ -567,25 +567,15 @@ pub fn make_media(path: &Path, width: u32, height: u32, seconds: u32, audio: boo
 /// What ffprobe says about a file or URL: (codec_type, codec_name, width,
 /// height) per stream, and the duration.
 pub fn ffprobe(target: &str) -> (Vec<(String, String, u64, u64)>, f64) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_entries",
-            "stream=codec_type,codec_name,width,height:format=duration",
-            target,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "ffprobe {target}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let text = decode::run_ffprobe(&[
+        "-print_format",
+        "json",
+        "-show_entries",
+        "stream=codec_type,codec_name,width,height:format=duration",
+        target,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let v: Value = serde_json::from_str(&text).expect("ffprobe JSON");
     let streams = v["streams"]
         .as_array()
         .map(|a| {
