@@ -511,3 +511,28 @@ fn encoded_traversal_never_leaves_the_job_folder() {
         assert!(code == 404 || code == 400, "{path}: {code}");
     }
 }
+
+/// An assignment sent by hand with a `duration` (the seed's split-job
+/// field) and a `segment_offset` encodes whole segments from there.
+#[test]
+fn a_hand_sent_part_encodes_the_segments_its_duration_covers() {
+    let sys = System::new();
+    make_media(&sys.dir.path().join("media/part.mkv"), 640, 360, 24, true);
+    let _o = sys.start_orchestrator();
+    let _w = sys.start_online("w", &[]);
+    let id = new_job_id();
+    assign(
+        &sys,
+        "w",
+        &json!({"job_id": id, "source_path": "part.mkv", "resolution": "480p", "bitrate": "1M",
+            "start_time": 0, "is_mesh_mode": true, "segment_offset": 2, "duration": 7.5}),
+    );
+    let done = wait_state(&sys, &id, "completed", JOB);
+    assert_eq!(done["segments_done"], 4, "{done}");
+    let url = done["stream_url"].as_str().expect("stream_url");
+    let (_, duration) = ffprobe(url);
+    assert!(
+        (duration - 8.0).abs() <= 0.2,
+        "two segments of 4 s: {duration}"
+    );
+}

@@ -542,7 +542,10 @@ impl Jobs {
         let window = RunWindow {
             grid,
             first_segment: a.segment_offset.unwrap_or(0),
-            segment_count: a.segment_count,
+            // A sender that names a length instead gets whole segments.
+            segment_count: a
+                .segment_count
+                .or_else(|| a.duration.and_then(|d| RunWindow::segments_for(d, grid))),
             job_first_frame: RunWindow::first_frame(a.start_time, info.video_start, grid.fps()),
             video_start: info.video_start,
             variable_rate: info.variable_rate,

@@ -61,6 +61,14 @@ impl RunWindow {
         }
     }
 
+    /// Whole segments that cover `seconds` of output (an assignment's
+    /// `duration`, from a sender that does not count segments).
+    pub fn segments_for(seconds: f64, grid: Grid) -> Option<u64> {
+        let segment = grid.segment_seconds();
+        (seconds.is_finite() && seconds > 0.0 && segment > 0.0)
+            .then(|| ((seconds / segment) - 1e-9).ceil().max(1.0) as u64)
+    }
+
     /// The job's first frame for a `start_time`.
     pub fn first_frame(start_time: f64, video_start: f64, fps: f64) -> u64 {
         ((start_time - video_start) * fps).round().max(0.0) as u64
@@ -164,5 +172,27 @@ impl RunWindow {
     /// The length of the run's output, if bounded.
     pub fn duration(&self) -> Option<f64> {
         self.frames().map(|f| f as f64 / self.fps())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_become_whole_segments() {
+        let grid = RunWindow::grid_for((30, 1), 4);
+        let cases = [
+            (8.0, Some(2)),
+            (8.5, Some(3)),
+            (0.1, Some(1)),
+            (4.0, Some(1)),
+            (0.0, None),
+            (-3.0, None),
+            (f64::NAN, None),
+        ];
+        for (seconds, want) in cases {
+            assert_eq!(RunWindow::segments_for(seconds, grid), want, "{seconds}");
+        }
     }
 }
