@@ -87,6 +87,10 @@ struct Metrics {
     finished: HashMap<JobState, u64>,
 }
 
+/// How long a running job may go unlisted by its worker's heartbeats
+/// before the run counts as lost.
+const UNLISTED_GRACE_MS: u64 = 3_000;
+
 /// Invalid MQTT submissions remembered (to clear their status later).
 const MAX_REJECTED: usize = 10_000;
 
@@ -117,6 +121,11 @@ pub struct Core {
     rejected: VecDeque<(Uuid, u64)>,
     /// Every job's finished segments (see `segments`).
     segments: HashMap<Uuid, Segments>,
+    /// Running jobs a live heartbeat of their worker did not list, with the
+    /// worker and when: lost only if still so after `UNLISTED_GRACE_MS`
+    /// (the heartbeat may have overtaken the run's final status, which
+    /// travels on another topic).
+    unlisted: HashMap<Uuid, (String, u64)>,
     /// When a player last fetched a job's playlist or a segment through us,
     /// and when its holders were last told to keep its output.
     viewed: HashMap<Uuid, (Instant, Option<Instant>)>,
@@ -168,6 +177,7 @@ impl Core {
             booted: now.instant,
             rejected: VecDeque::new(),
             segments,
+            unlisted: HashMap::new(),
             viewed: HashMap::new(),
         })
     }
@@ -631,7 +641,9 @@ impl Core {
             }
         }
         let listed: HashSet<&Uuid> = hb.active_jobs.iter().collect();
-        let gone: Vec<Job> = self
+        self.unlisted
+            .retain(|id, (w, _)| w != worker_id || !listed.contains(id));
+        let unlisted: Vec<Uuid> = self
             .jobs
             .values()
             .filter(|j| {
@@ -646,14 +658,44 @@ impl Core {
                         _ => false,
                     }
             })
-            .cloned()
+            .map(|j| j.job_id)
             .collect();
-        for job in gone {
-            let reason = format!("worker {worker_id} no longer runs the job (did it restart?)");
-            out.extend(self.requeue(job, reason, true, now));
+        for job_id in unlisted {
+            self.unlisted
+                .entry(job_id)
+                .or_insert_with(|| (worker_id.to_string(), now.ms));
         }
+        out.extend(self.requeue_unlisted(now));
         if !out.is_empty() {
             out.extend(self.dispatch(now));
+        }
+        out
+    }
+
+    /// Runs still unlisted by their worker after the grace: it no longer
+    /// runs them (it restarted).
+    fn requeue_unlisted(&mut self, now: Now) -> Vec<Publish> {
+        let jobs = &self.jobs;
+        self.unlisted.retain(|id, (w, _)| {
+            jobs.get(id).is_some_and(|j| {
+                j.state == JobState::Processing
+                    && j.settling_since.is_none()
+                    && j.worker_id.as_deref() == Some(w.as_str())
+            })
+        });
+        let due: Vec<(Uuid, String)> = self
+            .unlisted
+            .iter()
+            .filter(|(_, (_, since))| now.ms >= since.saturating_add(UNLISTED_GRACE_MS))
+            .map(|(id, (w, _))| (*id, w.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (job_id, worker_id) in due {
+            self.unlisted.remove(&job_id);
+            if let Some(job) = self.jobs.get(&job_id).cloned() {
+                let reason = format!("worker {worker_id} no longer runs the job (did it restart?)");
+                out.extend(self.requeue(job, reason, true, now));
+            }
         }
         out
     }
@@ -737,6 +779,7 @@ impl Core {
         for job in settling {
             out.extend(self.settle(job, now));
         }
+        out.extend(self.requeue_unlisted(now));
         out.extend(self.repair_watched(now, boot_grace_over));
         out.extend(self.dispatch(now));
         out.extend(self.prune(now));

@@ -415,6 +415,30 @@ fn lost_reports_are_made_good_by_an_inventory() {
 }
 
 #[test]
+fn a_heartbeat_that_overtakes_the_final_status_loses_no_run() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("movie.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    r.segments(id, "a", 1, &[0, 1]);
+    r.advance(3);
+    // The run ended: the worker's heartbeat no longer lists the job, and it
+    // arrives before the `completed` status.
+    r.worker("a", SW, &[]);
+    r.status(id, "a", "completed", 1, json!({"segments_done": 2}));
+    let job = r.job(id);
+    assert_eq!(
+        (job.state, job.failures),
+        (JobState::Completed, 0),
+        "{job:?}"
+    );
+    r.advance(5);
+    let now = r.now;
+    r.core.tick(now);
+    assert_eq!(r.job(id).state, JobState::Completed);
+}
+
+#[test]
 fn a_completed_run_waits_for_its_last_reports() {
     let mut r = Rig::new();
     r.worker("a", SW, &[]);
@@ -656,7 +680,12 @@ fn a_restart_keeps_what_runs_and_requeues_what_does_not() {
     assert_eq!(r.job(waiting).state, JobState::Queued);
     assert_eq!(r.job(kept).state, JobState::Processing);
     r.advance(5);
-    // `a` still runs its job; `b` restarted and runs nothing.
+    // `a` still runs its job; `b` restarted and runs nothing: once that is
+    // still so after the grace (a heartbeat can overtake a final status).
+    r.worker(&a, SW, &[kept]);
+    r.worker(&b, SW, &[]);
+    assert_eq!(r.job(lost).attempt, 1, "not on the first heartbeat");
+    r.advance(3);
     r.worker(&a, SW, &[kept]);
     r.worker(&b, SW, &[]);
     assert_eq!(r.job(kept).state, JobState::Processing);
