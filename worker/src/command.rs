@@ -214,8 +214,8 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
         push(&["-af", &audio, "-c:a", "aac", "-ac", "2", "-b:a", "128k"]);
         // The priming packet goes, and a bounded run's flush packet.
         let mut drop = "noise=drop=not(n)".to_string();
-        if let Some(limit) = cut.limit {
-            drop.push_str(&format!("+gte(pts\\,{limit})"));
+        if let Some(from) = cut.drop_from {
+            drop.push_str(&format!("+gte(n\\,{from})"));
         }
         push(&["-bsf:a", &drop]);
     }
@@ -382,7 +382,7 @@ mod tests {
                     Some("2.983000"),
                     "trim=start_frame=30:end_frame=270,",
                     "atrim=start=1.006333,atrim=end_sample=385024,asetpts=(N-512)/SR/TB",
-                    "noise=drop=not(n)+gte(pts\\,383488)",
+                    "noise=drop=not(n)+gte(n\\,376)",
                     "14.000000",
                 ),
             ),

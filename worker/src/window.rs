@@ -45,8 +45,12 @@ pub struct AudioCut {
     pub lead: f64,
     /// Samples to keep, for a bounded run.
     pub count: Option<u128>,
-    /// Encoder packets from this timestamp (samples) on are dropped.
-    pub limit: Option<i128>,
+    /// Encoder packets from this number on are dropped: the flush packet
+    /// of a bounded run. Counted, not timed: the time base a bitstream
+    /// filter sees depends on the order FFmpeg set up its streams in (with
+    /// one video decoding thread it was the muxer's 1/90,000, not the
+    /// encoder's 1/48,000, and a run lost half its audio).
+    pub drop_from: Option<u128>,
 }
 
 impl RunWindow {
@@ -153,11 +157,14 @@ impl RunWindow {
         let early = if self.first_segment > 0 { AAC_FRAME } else { 0 };
         let lead = ((g0 - early) as f64 - t0).round();
         let sr = f64::from(self.sample_rate.max(1));
-        let (count, limit) = match self.segment_count {
+        let (count, drop_from) = match self.segment_count {
             Some(c) => {
                 let g1 = self.aac_boundary(self.first_segment + c);
-                let limit = ((g1 - AAC_FRAME) as f64 - t0).floor() as i128;
-                (Some(g1 - g0 + early), Some(limit))
+                let count = g1 - g0 + early;
+                // Packet 0 primes the encoder; packet n ≥ 1 carries frame
+                // n − 1 of the `count / 1024` frames, the last of which
+                // the next run's first frame replaces.
+                (Some(count), Some(count / AAC_FRAME))
             }
             None => (None, None),
         };
@@ -165,7 +172,7 @@ impl RunWindow {
             start: (self.video_time_after_seek() + lead / sr).max(0.0),
             lead,
             count,
-            limit,
+            drop_from,
         }
     }
 
