@@ -17,6 +17,8 @@ pub enum Topic {
     WorkerSegments(String),
     WorkerOutputs(String),
     JobStatus(String),
+    /// A part of a split job: the job id and the chunk's attempt number.
+    ChunkStatus(String, String),
     JobCancel(String),
     JobsSubmit,
     OrchestratorAvailability,
@@ -78,6 +80,15 @@ impl Topics {
     pub fn job_status(&self, job_id: &str) -> String {
         format!("{}/jobs/{job_id}/status", self.prefix)
     }
+    /// The status of one part of a split job, named by the attempt number
+    /// of its run (retained, published by the worker that runs it).
+    pub fn chunk_status(&self, job_id: &str, attempt: &str) -> String {
+        format!("{}/jobs/{job_id}/chunks/{attempt}", self.prefix)
+    }
+    /// Every chunk's status.
+    pub fn all_chunk_status(&self) -> String {
+        self.chunk_status("+", "+")
+    }
     /// Any payload here cancels the job, wherever it runs.
     pub fn job_cancel(&self, job_id: &str) -> String {
         format!("{}/jobs/{job_id}/cancel", self.prefix)
@@ -132,6 +143,9 @@ impl Topics {
             ["jobs", "submit"] => Some(Topic::JobsSubmit),
             ["jobs", id, "status"] if !id.is_empty() => Some(Topic::JobStatus(id.to_string())),
             ["jobs", id, "cancel"] if !id.is_empty() => Some(Topic::JobCancel(id.to_string())),
+            ["jobs", id, "chunks", attempt] if !id.is_empty() && !attempt.is_empty() => {
+                Some(Topic::ChunkStatus(id.to_string(), attempt.to_string()))
+            }
             ["orchestrator", "availability"] => Some(Topic::OrchestratorAvailability),
             ["orchestrator", "stats"] => Some(Topic::OrchestratorStats),
             _ => None,
@@ -187,6 +201,12 @@ mod tests {
             ),
             (t.job_status("j"), Some(Topic::JobStatus("j".into()))),
             (t.job_cancel("j"), Some(Topic::JobCancel("j".into()))),
+            (
+                t.chunk_status("j", "3"),
+                Some(Topic::ChunkStatus("j".into(), "3".into())),
+            ),
+            ("transcode/jobs/j/chunks/".into(), None),
+            ("transcode/jobs/j/chunks/3/x".into(), None),
             (t.jobs_submit(), Some(Topic::JobsSubmit)),
             (
                 t.orchestrator_availability(),

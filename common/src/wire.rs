@@ -14,8 +14,8 @@ use crate::validate::{self, Bitrate, Resolution};
 
 mod stream;
 pub use stream::{
-    Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport, MAX_REPORT_SEGMENTS,
-    MAX_SEGMENTS, MAX_SEGMENT_SECONDS,
+    ChunkStatus, Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport,
+    MAX_REPORT_SEGMENTS, MAX_SEGMENTS, MAX_SEGMENT_SECONDS,
 };
 
 /// Largest payload any of our topics carries; anything bigger is refused
@@ -174,7 +174,23 @@ pub struct JobAssignment {
     /// its segments on the same frames so that they join seamlessly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<Grid>,
+    /// The H.264 encoder every part of a split job uses (one of
+    /// `H264_ENCODERS`), so that the parts join without a discontinuity;
+    /// absent: the worker's best.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
 }
+
+/// The H.264 encoders a worker may prove, best first.
+pub const H264_ENCODERS: [&str; 7] = [
+    "h264_nvenc",
+    "h264_qsv",
+    "h264_vaapi",
+    "h264_amf",
+    "h264_videotoolbox",
+    "h264_v4l2m2m",
+    "libx264",
+];
 
 fn first_attempt() -> u32 {
     1
@@ -211,6 +227,14 @@ impl JobAssignment {
         }
         if let Some(g) = &self.grid {
             g.validate().map_err(|e| format!("grid: {e}"))?;
+        }
+        if let Some(e) = &self.encoder {
+            if !H264_ENCODERS.contains(&e.as_str()) {
+                return Err(format!(
+                    "encoder: {e:?} is not one of {}",
+                    H264_ENCODERS.join(", ")
+                ));
+            }
         }
         Ok(())
     }
@@ -293,6 +317,9 @@ pub struct JobStatus {
     pub attempt: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
+    /// A split job's parts, as the orchestrator sees them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Vec<ChunkStatus>>,
 }
 
 impl JobStatus {
@@ -314,6 +341,7 @@ impl JobStatus {
             served_segment: None,
             attempt: None,
             timestamp: None,
+            chunks: None,
         }
     }
 }

@@ -220,6 +220,7 @@ impl Session {
             (self.topics.all_availability(), QoS::AtMostOnce),
             (self.topics.all_heartbeats(), QoS::AtMostOnce),
             (self.topics.all_job_status(), QoS::AtMostOnce),
+            (self.topics.all_chunk_status(), QoS::AtMostOnce),
             (self.topics.all_segments(), QoS::AtLeastOnce),
             (self.topics.jobs_submit(), QoS::AtLeastOnce),
             (self.topics.all_job_cancel(), QoS::AtLeastOnce),
@@ -269,6 +270,9 @@ impl Session {
                 Some(Topic::WorkerHeartbeat(id)) => core.on_heartbeat(&id, payload, retained, now),
                 Some(Topic::WorkerAvailability(id)) => core.on_availability(&id, payload, now),
                 Some(Topic::JobStatus(id)) => Ok(core.on_status(&id, payload, now)),
+                Some(Topic::ChunkStatus(id, attempt)) => {
+                    Ok(core.on_chunk_status(&id, &attempt, payload, now))
+                }
                 Some(Topic::WorkerSegments(id)) => Ok(core.on_segments(&id, payload, now)),
                 Some(Topic::JobsSubmit) => Ok(self.on_submit(&mut core, payload, now)),
                 Some(Topic::JobCancel(id)) => Ok(self.on_cancel(&mut core, &id, now)),

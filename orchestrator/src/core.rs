@@ -125,7 +125,9 @@ pub struct Core {
     /// worker and when: lost only if still so after `UNLISTED_GRACE_MS`
     /// (the heartbeat may have overtaken the run's final status, which
     /// travels on another topic).
-    unlisted: HashMap<Uuid, (String, u64)>,
+    unlisted: HashMap<(Uuid, String), u64>,
+    /// When each split job's summed-up status was last published.
+    mesh_status_at: HashMap<Uuid, Instant>,
     /// When a player last fetched a job's playlist or a segment through us,
     /// and when its holders were last told to keep its output.
     viewed: HashMap<Uuid, (Instant, Option<Instant>)>,
@@ -178,6 +180,7 @@ impl Core {
             rejected: VecDeque::new(),
             segments,
             unlisted: HashMap::new(),
+            mesh_status_at: HashMap::new(),
             viewed: HashMap::new(),
         })
     }
@@ -244,7 +247,8 @@ impl Core {
         let mut jobs: Vec<&Job> = self
             .jobs
             .values()
-            .filter(|j| j.state != JobState::Processing)
+            // A split job's status is ours in every state.
+            .filter(|j| j.state != JobState::Processing || j.is_mesh_mode)
             .collect();
         jobs.sort_by_key(|j| j.seq);
         out.extend(jobs.into_iter().map(|j| self.status_publish(j, now)));
@@ -383,7 +387,22 @@ impl Core {
             )));
         }
         let mut out = Vec::new();
-        if job.is_running() {
+        for c in job.chunks.iter_mut().filter(|c| c.is_active()) {
+            if c.is_running() {
+                out.push(Publish {
+                    topic: self.topics.worker_cancel(&c.worker_id),
+                    payload: serde_json::json!({"job_id": job_id, "attempt": c.attempt})
+                        .to_string()
+                        .into_bytes(),
+                    retain: false,
+                });
+            }
+            c.state = JobState::Cancelled;
+            c.settling_since = None;
+            c.fps = 0.0;
+            c.speed = None;
+        }
+        if job.is_running() && !job.is_mesh_mode {
             if let Some(w) = &job.worker_id {
                 out.push(Publish {
                     topic: self.topics.worker_cancel(w),
@@ -397,6 +416,7 @@ impl Core {
         job.state = JobState::Cancelled;
         job.speed = None;
         job.eta_s = None;
+        job.fps = 0.0;
         job.settling_since = None;
         job.finished_at = Some(now.ms);
         job.updated_at = now.ms;
@@ -444,6 +464,10 @@ impl Core {
         let Some(mut job) = self.jobs.get(&job_id).cloned() else {
             return Vec::new();
         };
+        if job.is_mesh_mode {
+            tracing::warn!(%job_id, worker_id = %worker, "job status refused: job {job_id} is split into chunks, whose workers report on .../jobs/{job_id}/chunks/<attempt>");
+            return Vec::new();
+        }
         let current = job.is_running()
             && job.worker_id.as_deref() == Some(worker.as_str())
             && status.attempt == Some(job.attempt);
@@ -634,6 +658,24 @@ impl Core {
         let mut out = Vec::new();
         for job_id in &hb.active_jobs {
             if let Some(job) = self.jobs.get(job_id) {
+                if job.is_mesh_mode {
+                    if job
+                        .chunks
+                        .iter()
+                        .any(|c| c.is_running() && c.worker_id == worker_id)
+                    {
+                        continue;
+                    }
+                    // Only the chunks it had: a newer one on its way stays.
+                    let stale = job
+                        .chunks
+                        .iter()
+                        .filter(|c| c.worker_id == worker_id)
+                        .map(|c| c.attempt)
+                        .max();
+                    out.push(self.fence(worker_id, *job_id, stale.or(Some(job.attempt))));
+                    continue;
+                }
                 let ours = job.is_running() && job.worker_id.as_deref() == Some(worker_id);
                 if !ours {
                     out.push(self.fence(worker_id, *job_id, None));
@@ -642,28 +684,36 @@ impl Core {
         }
         let listed: HashSet<&Uuid> = hb.active_jobs.iter().collect();
         self.unlisted
-            .retain(|id, (w, _)| w != worker_id || !listed.contains(id));
+            .retain(|(id, w), _| w != worker_id || !listed.contains(id));
+        // A heartbeat made well after a run started must list it.
+        let late = |since: Option<u64>| match (hb.timestamp, since) {
+            (Some(hb_ts), Some(since)) => hb_ts > since.saturating_add(2_000),
+            _ => false,
+        };
         let unlisted: Vec<Uuid> = self
             .jobs
             .values()
+            .filter(|j| !listed.contains(&j.job_id))
             .filter(|j| {
+                if j.is_mesh_mode {
+                    return j.chunks.iter().any(|c| {
+                        c.state == JobState::Processing
+                            && c.worker_id == worker_id
+                            && late(c.processing_since)
+                    });
+                }
                 j.state == JobState::Processing
                     // A run that said it completed is no longer listed.
                     && j.settling_since.is_none()
                     && j.worker_id.as_deref() == Some(worker_id)
-                    && !listed.contains(&j.job_id)
-                    // A heartbeat made well after the run started must list it.
-                    && match (hb.timestamp, j.processing_since) {
-                        (Some(hb_ts), Some(since)) => hb_ts > since.saturating_add(2_000),
-                        _ => false,
-                    }
+                    && late(j.processing_since)
             })
             .map(|j| j.job_id)
             .collect();
         for job_id in unlisted {
             self.unlisted
-                .entry(job_id)
-                .or_insert_with(|| (worker_id.to_string(), now.ms));
+                .entry((job_id, worker_id.to_string()))
+                .or_insert(now.ms);
         }
         out.extend(self.requeue_unlisted(now));
         if !out.is_empty() {
@@ -676,8 +726,14 @@ impl Core {
     /// runs them (it restarted).
     fn requeue_unlisted(&mut self, now: Now) -> Vec<Publish> {
         let jobs = &self.jobs;
-        self.unlisted.retain(|id, (w, _)| {
+        self.unlisted.retain(|(id, w), _| {
             jobs.get(id).is_some_and(|j| {
+                if j.is_mesh_mode {
+                    return j
+                        .chunks
+                        .iter()
+                        .any(|c| c.state == JobState::Processing && c.worker_id == *w);
+                }
                 j.state == JobState::Processing
                     && j.settling_since.is_none()
                     && j.worker_id.as_deref() == Some(w.as_str())
@@ -686,14 +742,29 @@ impl Core {
         let due: Vec<(Uuid, String)> = self
             .unlisted
             .iter()
-            .filter(|(_, (_, since))| now.ms >= since.saturating_add(UNLISTED_GRACE_MS))
-            .map(|(id, (w, _))| (*id, w.clone()))
+            .filter(|(_, since)| now.ms >= since.saturating_add(UNLISTED_GRACE_MS))
+            .map(|(key, _)| key.clone())
             .collect();
         let mut out = Vec::new();
         for (job_id, worker_id) in due {
-            self.unlisted.remove(&job_id);
-            if let Some(job) = self.jobs.get(&job_id).cloned() {
-                let reason = format!("worker {worker_id} no longer runs the job (did it restart?)");
+            self.unlisted.remove(&(job_id, worker_id.clone()));
+            let Some(job) = self.jobs.get(&job_id).cloned() else {
+                continue;
+            };
+            let reason = format!("worker {worker_id} no longer runs the job (did it restart?)");
+            if job.is_mesh_mode {
+                let attempts: Vec<u32> = job
+                    .chunks
+                    .iter()
+                    .filter(|c| c.state == JobState::Processing && c.worker_id == worker_id)
+                    .map(|c| c.attempt)
+                    .collect();
+                for attempt in attempts {
+                    if let Some(job) = self.jobs.get(&job_id).cloned() {
+                        out.extend(self.lose_chunk(job, attempt, reason.clone(), true, now));
+                    }
+                }
+            } else {
                 out.extend(self.requeue(job, reason, true, now));
             }
         }
@@ -717,7 +788,11 @@ impl Core {
         // the run counts as failed)
         type Lost = (Job, String, Option<(String, u32)>, bool);
         let mut lost: Vec<Lost> = Vec::new();
-        for job in self.jobs.values().filter(|j| j.is_running()) {
+        for job in self
+            .jobs
+            .values()
+            .filter(|j| j.is_running() && !j.is_mesh_mode)
+        {
             let Some(worker) = job.worker_id.clone() else {
                 lost.push((job.clone(), "the job had no worker".into(), None, false));
                 continue;
@@ -779,6 +854,7 @@ impl Core {
         for job in settling {
             out.extend(self.settle(job, now));
         }
+        out.extend(self.mesh_tick(now, boot_grace_over, stall_watch));
         out.extend(self.requeue_unlisted(now));
         out.extend(self.repair_watched(now, boot_grace_over));
         out.extend(self.dispatch(now));
@@ -839,91 +915,148 @@ impl Core {
 
     /// Sends queued jobs, oldest first, to the best workers with a free
     /// slot; stops at the first job nobody can take (first in, first out).
+    /// A split job takes every free worker it can give a chunk, in its turn,
+    /// while it runs too.
     fn dispatch(&mut self, now: Now) -> Vec<Publish> {
         let mut queued: Vec<(u64, Uuid)> = self
             .jobs
             .values()
-            .filter(|j| j.state == JobState::Queued)
+            .filter(|j| j.state == JobState::Queued || (j.is_mesh_mode && !j.state.is_final()))
             .map(|j| (j.seq, j.job_id))
             .collect();
         queued.sort();
         let mut out = Vec::new();
-        for (_, job_id) in queued {
-            // Per worker: the jobs we gave it and those it says it runs
-            // (jobs sent by hand count too: a busy worker refuses).
-            let mut held: HashMap<&str, HashSet<Uuid>> = HashMap::new();
-            for j in self.jobs.values().filter(|j| j.is_running()) {
+        'jobs: for (_, job_id) in queued {
+            loop {
+                let candidates = self.candidates();
+                let Some(mut job) = self.jobs.get(&job_id).cloned() else {
+                    continue 'jobs;
+                };
+                if job.is_mesh_mode {
+                    let able: Vec<Candidate> = candidates
+                        .iter()
+                        .filter(|c| c.online && self.may_take_chunk(&job, &c.heartbeat.worker_id))
+                        .cloned()
+                        .collect();
+                    let refused = job.refused_by.as_deref();
+                    let willing: Vec<Candidate> = able
+                        .iter()
+                        .filter(|c| Some(c.heartbeat.worker_id.as_str()) != refused)
+                        .cloned()
+                        .collect();
+                    let Some(worker) = scheduler::pick(&willing).map(str::to_string) else {
+                        if job.state == JobState::Queued {
+                            break 'jobs;
+                        }
+                        continue 'jobs;
+                    };
+                    // Workers that could share the job: those that run a
+                    // chunk of it and those free to take one.
+                    let sharing = able.len() + job.chunks.iter().filter(|c| c.is_running()).count();
+                    match self.assign_chunk(job_id, &worker, sharing, now) {
+                        Some(published) => out.extend(published),
+                        None => {
+                            if job.chunks.iter().all(|c| !c.is_active()) {
+                                // Nothing left to run and nothing running.
+                                out.extend(self.settle_chunks(job, now));
+                            }
+                            continue 'jobs;
+                        }
+                    }
+                    continue;
+                }
+                // A requeued job goes to another worker than the one that lost,
+                // refused or failed it, unless nobody else can take it.
+                let avoid = job.workers.last().map(String::as_str);
+                let refused = job.refused_by.as_deref();
+                let willing: Vec<Candidate> = candidates
+                    .iter()
+                    .filter(|c| Some(c.heartbeat.worker_id.as_str()) != refused)
+                    .cloned()
+                    .collect();
+                let others: Vec<Candidate> = willing
+                    .iter()
+                    .filter(|c| Some(c.heartbeat.worker_id.as_str()) != avoid)
+                    .cloned()
+                    .collect();
+                let chosen = scheduler::pick(&others).or_else(|| scheduler::pick(&willing));
+                let Some(worker) = chosen.map(str::to_string) else {
+                    break 'jobs;
+                };
+                let Some((from, count)) = self.plan(&job) else {
+                    // Every segment is there: nothing left to run.
+                    job.settling_since = Some(now.ms);
+                    out.extend(self.settle(job, now));
+                    continue 'jobs;
+                };
+                job.run_from = from;
+                job.run_to = count.map(|c| from + c);
+                job.run_next = from;
+                job.settling_since = None;
+                job.attempt += 1;
+                job.state = JobState::Assigned;
+                job.worker_id = Some(worker.clone());
+                job.assigned_at = Some(now.ms);
+                job.updated_at = now.ms;
+                job.progress = job.progress.min(100.0);
+                job.workers.push(worker.clone());
+                self.metrics
+                    .dispatch_latency
+                    .observe(now.ms.saturating_sub(job.queued_at) as f64 / 1000.0);
+                let assignment = job.assignment();
+                tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, first_segment = job.run_from, end_segment = ?job.run_to, "job assigned");
+                if self.save(job.clone()).is_err() {
+                    break 'jobs;
+                }
+                out.push(Publish {
+                    topic: self.topics.worker_jobs(&worker),
+                    payload: wire::encode(&assignment),
+                    retain: false,
+                });
+                out.push(self.status_publish(&job, now));
+                continue 'jobs;
+            }
+        }
+        out
+    }
+
+    /// Every worker with a heartbeat, with how many jobs it holds: those we
+    /// gave it and those it says it runs (jobs sent by hand count too: a
+    /// busy worker refuses).
+    fn candidates(&self) -> Vec<Candidate<'_>> {
+        let mut held: HashMap<&str, HashSet<Uuid>> = HashMap::new();
+        for j in self.jobs.values() {
+            if j.is_mesh_mode {
+                for c in j.chunks.iter().filter(|c| c.is_running()) {
+                    held.entry(c.worker_id.as_str())
+                        .or_default()
+                        .insert(j.job_id);
+                }
+            } else if j.is_running() {
                 if let Some(w) = j.worker_id.as_deref() {
                     held.entry(w).or_default().insert(j.job_id);
                 }
             }
-            let candidates: Vec<Candidate> = self
-                .registry
-                .with_heartbeats()
-                .map(|(hb, online)| {
-                    let mut ids = held.get(hb.worker_id.as_str()).cloned().unwrap_or_default();
-                    ids.extend(hb.active_jobs.iter().copied());
-                    Candidate {
-                        heartbeat: hb,
-                        online,
-                        assigned: ids.len() as u32,
-                    }
-                })
-                .collect();
-            let Some(mut job) = self.jobs.get(&job_id).cloned() else {
-                continue;
-            };
-            // A requeued job goes to another worker than the one that lost,
-            // refused or failed it, unless nobody else can take it.
-            let avoid = job.workers.last().map(String::as_str);
-            let refused = job.refused_by.as_deref();
-            let willing: Vec<Candidate> = candidates
-                .iter()
-                .filter(|c| Some(c.heartbeat.worker_id.as_str()) != refused)
-                .cloned()
-                .collect();
-            let others: Vec<Candidate> = willing
-                .iter()
-                .filter(|c| Some(c.heartbeat.worker_id.as_str()) != avoid)
-                .cloned()
-                .collect();
-            let chosen = scheduler::pick(&others).or_else(|| scheduler::pick(&willing));
-            let Some(worker) = chosen.map(str::to_string) else {
-                break;
-            };
-            let Some((from, count)) = self.plan(&job) else {
-                // Every segment is there: nothing left to run.
-                job.settling_since = Some(now.ms);
-                out.extend(self.settle(job, now));
-                continue;
-            };
-            job.run_from = from;
-            job.run_to = count.map(|c| from + c);
-            job.run_next = from;
-            job.settling_since = None;
-            job.attempt += 1;
-            job.state = JobState::Assigned;
-            job.worker_id = Some(worker.clone());
-            job.assigned_at = Some(now.ms);
-            job.updated_at = now.ms;
-            job.progress = job.progress.min(100.0);
-            job.workers.push(worker.clone());
-            self.metrics
-                .dispatch_latency
-                .observe(now.ms.saturating_sub(job.queued_at) as f64 / 1000.0);
-            let assignment = job.assignment();
-            tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, first_segment = job.run_from, end_segment = ?job.run_to, "job assigned");
-            if self.save(job.clone()).is_err() {
-                break;
-            }
-            out.push(Publish {
-                topic: self.topics.worker_jobs(&worker),
-                payload: wire::encode(&assignment),
-                retain: false,
-            });
-            out.push(self.status_publish(&job, now));
         }
-        out
+        self.registry
+            .with_heartbeats()
+            .map(|(hb, online)| {
+                let mut ids = held.get(hb.worker_id.as_str()).cloned().unwrap_or_default();
+                // Our own jobs count where we gave them: a run that just
+                // ended is still in the heartbeat made before its end.
+                ids.extend(
+                    hb.active_jobs
+                        .iter()
+                        .filter(|id| !self.jobs.contains_key(id))
+                        .copied(),
+                );
+                Candidate {
+                    heartbeat: hb,
+                    online,
+                    assigned: ids.len() as u32,
+                }
+            })
+            .collect()
     }
 
     /// Forgets finished jobs past the retention time and clears their
@@ -943,9 +1076,21 @@ impl Core {
                 continue;
             }
             out.extend(self.delete_outputs(job_id));
-            self.jobs.remove(&job_id);
+            if let Some(job) = self.jobs.remove(&job_id).filter(|j| j.is_mesh_mode) {
+                // Every attempt of a split job was a chunk with its topic.
+                for attempt in 1..=job.attempt {
+                    out.push(Publish {
+                        topic: self
+                            .topics
+                            .chunk_status(&job_id.to_string(), &attempt.to_string()),
+                        payload: Vec::new(),
+                        retain: true,
+                    });
+                }
+            }
             self.segments.remove(&job_id);
             self.viewed.remove(&job_id);
+            self.mesh_status_at.remove(&job_id);
             tracing::info!(%job_id, "finished job pruned after state.retention_s");
             out.push(self.clear(job_id));
         }
@@ -987,7 +1132,7 @@ impl Core {
             let mut ours: Vec<String> = self
                 .jobs
                 .values()
-                .filter(|j| j.is_running() && j.worker_id.as_deref() == Some(w.worker_id.as_str()))
+                .filter(|j| self.runs_on(j, &w.worker_id))
                 .map(|j| j.job_id.to_string())
                 .collect();
             for j in &w.jobs {
@@ -998,6 +1143,17 @@ impl Core {
             w.jobs = ours;
         }
         workers
+    }
+
+    /// Whether a run of the job (a chunk of a split job) holds the worker.
+    fn runs_on(&self, job: &Job, worker_id: &str) -> bool {
+        if job.is_mesh_mode {
+            return job
+                .chunks
+                .iter()
+                .any(|c| c.is_running() && c.worker_id == worker_id);
+        }
+        job.is_running() && job.worker_id.as_deref() == Some(worker_id)
     }
 
     pub fn online_count(&self) -> usize {
@@ -1094,6 +1250,7 @@ fn log_transition(worker_id: &str, transition: &Option<Transition>) {
     }
 }
 
+mod mesh;
 mod stream;
 #[cfg(test)]
 mod tests;

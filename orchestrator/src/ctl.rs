@@ -104,6 +104,14 @@ pub fn progress_line(job: &Value) -> String {
     let state = text(job, "state").unwrap_or("unknown");
     line.push_str("  ");
     line.push_str(state);
+    if let Some((workers, chunks)) = mesh_workers(job) {
+        let plural = if chunks == 1 { "" } else { "s" };
+        line.push_str(&format!(" in {chunks} chunk{plural}"));
+        if !workers.is_empty() {
+            line.push_str(&format!(" on {workers}"));
+        }
+        return line;
+    }
     if let Some(worker) = text(job, "worker_id") {
         let preposition = if state == "assigned" { "to" } else { "on" };
         line.push_str(&format!(" {preposition} {worker}"));
@@ -112,6 +120,24 @@ pub fn progress_line(job: &Value) -> String {
         line.push_str(&format!(" (attempt {attempt})"));
     }
     line
+}
+
+/// A split job's workers running a chunk now (`a, b`) and how many chunks
+/// it ran; `None` for a plain job.
+fn mesh_workers(job: &Value) -> Option<(String, usize)> {
+    let chunks = job.get("chunks")?.as_array()?;
+    if chunks.is_empty() {
+        return None;
+    }
+    let mut running: Vec<&str> = chunks
+        .iter()
+        .filter(|c| matches!(text(c, "state"), Some("assigned" | "processing")))
+        .filter_map(|c| text(c, "worker_id"))
+        .collect();
+    running.sort_unstable();
+    running.dedup();
+    let count = chunks.iter().filter_map(|c| num(c, "attempt")).count();
+    Some((running.join(", "), count))
 }
 
 /// The `transcodectl jobs` table, or `no jobs`.
@@ -124,7 +150,10 @@ pub fn jobs_table(jobs: &[Value]) -> String {
             text(job, "job_id").map_or_else(dash, |id| id.chars().take(8).collect()),
             text(job, "state").map_or_else(dash, str::to_string),
             num(job, "progress").map_or_else(dash, |p| format!("{:5.1}%", p.clamp(0.0, 100.0))),
-            text(job, "worker_id").map_or_else(dash, str::to_string),
+            match mesh_workers(job) {
+                Some((running, _)) if !running.is_empty() => running,
+                _ => text(job, "worker_id").map_or_else(dash, str::to_string),
+            },
             number_cell(job.get("attempt")),
             text(job, "source_path").map_or_else(dash, str::to_string),
         ]
@@ -324,6 +353,19 @@ mod tests {
             (
                 json!({"state": "processing", "progress": 30, "worker_id": "w2", "attempt": 2}),
                 "[######--------------]  30.0%  processing on w2 (attempt 2)",
+            ),
+            (
+                json!({"state": "processing", "progress": 40, "worker_id": "w2", "attempt": 7,
+                       "chunks": [
+                           {"attempt": 5, "worker_id": "w1", "state": "completed"},
+                           {"attempt": 6, "worker_id": "w2", "state": "processing"},
+                           {"attempt": 7, "worker_id": "w1", "state": "assigned"}]}),
+                "[########------------]  40.0%  processing in 3 chunks on w1, w2",
+            ),
+            (
+                json!({"state": "completed", "progress": 100, "chunks": [
+                           {"attempt": 1, "worker_id": "w1", "state": "completed"}]}),
+                "[####################] 100.0%  completed in 1 chunk",
             ),
             (json!({}), "[--------------------]   0.0%  unknown"),
             (json!(null), "[--------------------]   0.0%  unknown"),

@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 use transcode_common::validate::{Bitrate, Resolution};
-use transcode_common::wire::{ErrorKind, Grid, JobAssignment, JobRequest, JobState, JobStatus};
+use transcode_common::wire::{
+    ChunkStatus, ErrorKind, Grid, JobAssignment, JobRequest, JobState, JobStatus,
+};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,11 +90,69 @@ pub struct Job {
     /// reports had not arrived yet (they travel on another topic).
     #[serde(default)]
     pub settling_since: Option<u64>,
+    /// A split job's parts: those running or settling, then the last
+    /// finished ones (see `core::mesh`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<Chunk>,
+    /// The encoder every part of a split job uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
+    /// How many segments the job has by its first run's probe of the source
+    /// (an estimate until a run reaches the end: `total_segments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_estimate: Option<u64>,
 }
 
-/// Said on split jobs until splitting ships.
-pub const MESH_NOTE: &str =
-    "is_mesh_mode: split jobs are not supported yet; this job runs whole on one worker";
+/// One part of a split job: segments `first_segment..end_segment` on one
+/// worker, named by the attempt number of its run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub first_segment: u64,
+    /// Exclusive; `None`: to the end of the source.
+    pub end_segment: Option<u64>,
+    /// `assigned` and `processing` hold the worker; `completed` with
+    /// `settling_since` waits for its last segment reports.
+    pub state: JobState,
+    /// The segment this run reports next.
+    pub next_segment: u64,
+    pub progress: f64,
+    pub fps: f64,
+    pub speed: Option<f64>,
+    pub error: Option<String>,
+    pub assigned_at: u64,
+    /// When its worker last said something about it.
+    pub updated_at: u64,
+    /// The worker clock's time of its first `processing`.
+    pub processing_since: Option<u64>,
+    pub settling_since: Option<u64>,
+}
+
+impl Chunk {
+    /// Holds its worker.
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, JobState::Assigned | JobState::Processing)
+    }
+
+    /// Its segments are its own: nobody else runs them.
+    pub fn is_active(&self) -> bool {
+        self.is_running() || self.settling_since.is_some()
+    }
+
+    pub fn view(&self) -> ChunkStatus {
+        ChunkStatus {
+            attempt: self.attempt,
+            worker_id: self.worker_id.clone(),
+            first_segment: self.first_segment,
+            end_segment: self.end_segment,
+            state: self.state,
+            progress: self.progress,
+            fps: self.fps,
+            error: self.error.clone(),
+        }
+    }
+}
 
 impl Job {
     pub fn from_request(req: &JobRequest, job_id: Uuid, seq: u64, now_ms: u64) -> Job {
@@ -126,7 +186,7 @@ impl Job {
             processing_since: None,
             workers: Vec::new(),
             refused_by: None,
-            note: req.is_mesh_mode.then(|| MESH_NOTE.to_string()),
+            note: None,
             grid: None,
             encodings: Vec::new(),
             listed: 0,
@@ -137,6 +197,9 @@ impl Job {
             run_to: None,
             run_next: 0,
             settling_since: None,
+            chunks: Vec::new(),
+            encoder: None,
+            segments_estimate: None,
         }
     }
 
@@ -173,7 +236,25 @@ impl Job {
             segment_offset: (self.run_from > 0).then_some(self.run_from),
             segment_count: self.run_to.map(|t| t.saturating_sub(self.run_from).max(1)),
             grid: self.grid,
+            encoder: None,
         }
+    }
+
+    /// The order for the worker that runs a part of a split job.
+    pub fn chunk_assignment(&self, chunk: &Chunk) -> JobAssignment {
+        let first = chunk.first_segment;
+        JobAssignment {
+            attempt: chunk.attempt,
+            segment_offset: (first > 0).then_some(first),
+            segment_count: chunk.end_segment.map(|t| t.saturating_sub(first).max(1)),
+            encoder: self.encoder.clone(),
+            ..self.assignment()
+        }
+    }
+
+    /// The part of a split job its run's attempt names.
+    pub fn chunk_mut(&mut self, attempt: u32) -> Option<&mut Chunk> {
+        self.chunks.iter_mut().find(|c| c.attempt == attempt)
     }
 
     /// The retained status the orchestrator publishes for this job.
@@ -184,7 +265,8 @@ impl Job {
             progress: self.progress,
             fps: self.fps,
             stream_url: self.stream_url.clone(),
-            worker_id: self.worker_id.clone(),
+            // A split job's parts name their workers.
+            worker_id: self.worker_id.clone().filter(|_| !self.is_mesh_mode),
             speed: self.speed,
             eta_s: self.eta_s,
             error: self.error.clone(),
@@ -194,6 +276,9 @@ impl Job {
             served_segment: self.served,
             attempt: (self.attempt > 0).then_some(self.attempt),
             timestamp: Some(now_ms),
+            chunks: self
+                .is_mesh_mode
+                .then(|| self.chunks.iter().map(Chunk::view).collect()),
         }
     }
 
@@ -274,12 +359,46 @@ mod tests {
     }
 
     #[test]
-    fn mesh_jobs_say_they_run_whole() {
+    fn chunks_name_their_segments_and_the_jobs_encoder() {
         let mut req = request();
         req.is_mesh_mode = true;
-        let job = Job::from_request(&req, Uuid::new_v4(), 1, 0);
-        assert_eq!(job.note.as_deref(), Some(MESH_NOTE));
+        let mut job = Job::from_request(&req, Uuid::new_v4(), 1, 0);
         assert!(job.same_request(&req));
         assert!(!job.same_request(&request()));
+        job.encoder = Some("libx264".into());
+        job.attempt = 9;
+        let chunk = |attempt, first, end| Chunk {
+            attempt,
+            worker_id: "w2".into(),
+            first_segment: first,
+            end_segment: end,
+            state: JobState::Assigned,
+            next_segment: first,
+            progress: 0.0,
+            fps: 0.0,
+            speed: None,
+            error: None,
+            assigned_at: 0,
+            updated_at: 0,
+            processing_since: None,
+            settling_since: None,
+        };
+        let cases = [
+            (chunk(3, 0, Some(2)), (None, Some(2))),
+            (chunk(4, 2, Some(6)), (Some(2), Some(4))),
+            (chunk(5, 40, None), (Some(40), None)),
+        ];
+        for (c, (offset, count)) in cases {
+            let a = job.chunk_assignment(&c);
+            assert_eq!((a.segment_offset, a.segment_count), (offset, count));
+            assert_eq!(a.attempt, c.attempt);
+            assert!(a.is_mesh_mode);
+            assert_eq!(a.encoder.as_deref(), Some("libx264"));
+            assert!(a.validate().is_ok());
+        }
+        job.chunks = vec![chunk(3, 0, Some(2))];
+        let status = job.status(1);
+        assert_eq!(status.chunks.map(|c| c.len()), Some(1));
+        assert_eq!(status.worker_id, None);
     }
 }

@@ -6,6 +6,7 @@
 //!   pure, tested by table.
 //! - [`scheduler`]: which worker gets a job; pure, tested by table.
 //! - [`job`]: the job record; [`store`]: the jobs on disk (redb).
+//! - [`chunks`]: where the next part of a split job starts and ends; pure.
 //! - [`segments`]: a job's segment map, the next run's range and the
 //!   playlist; pure, tested by table.
 //! - [`core`]: the state machine of jobs and workers: events in, MQTT
@@ -15,6 +16,7 @@
 //! - [`app`]: the process that ties them together ([`app::run`]).
 
 pub mod app;
+pub mod chunks;
 pub mod config;
 pub mod core;
 pub mod ctl;

@@ -92,6 +92,54 @@ pub fn decode(target: &str) -> Decoded {
     decoded
 }
 
+/// The decoded stream holds the source's frames, in order, without gaps;
+/// its audio has no gap or overlap over 30 ms anywhere.
+pub fn assert_seamless(d: &Decoded, fps: f64, frames: usize, joins: usize, seconds: f64) {
+    let slack = joins.max(1);
+    assert!(
+        d.video.len().abs_diff(frames) <= slack,
+        "{} video frames decoded, the source has {frames} ({joins} joins)",
+        d.video.len()
+    );
+    let (max_step, min_step) = d.video_steps();
+    assert!(
+        min_step > 0.0,
+        "video timestamps must increase strictly (smallest step {min_step})"
+    );
+    assert!(
+        max_step <= 1.5 / fps,
+        "a gap of {:.1} ms between two video frames",
+        max_step * 1000.0
+    );
+    let bad = d.audio_joins(0.030);
+    assert!(bad.is_empty(), "audio gaps or overlaps over 30 ms: {bad:?}");
+    let video = d.video_duration(fps);
+    assert!(
+        (video - seconds).abs() <= 0.2,
+        "video lasts {video:.3} s, not {seconds} s"
+    );
+    let audio = d.audio_duration();
+    assert!(
+        (audio - seconds).abs() <= 0.2,
+        "audio lasts {audio:.3} s, not {seconds} s"
+    );
+}
+
+/// Prints what was decoded and the first audio joins (for the test log).
+pub fn log_joins(d: &Decoded) {
+    let joins: Vec<String> = d
+        .audio_joins(0.0005)
+        .iter()
+        .take(20)
+        .map(|(t, g)| format!("{t:.2}s:{:+.1}ms", g * 1000.0))
+        .collect();
+    eprintln!(
+        "decoded {} video frames, {:.3} s of audio; audio joins: {joins:?}",
+        d.video.len(),
+        d.audio_duration()
+    );
+}
+
 /// Runs `ffprobe -v error ARGS` and returns what it printed, or a sentence
 /// with its error.
 pub fn run_ffprobe(args: &[&str]) -> Result<String, String> {

@@ -9,10 +9,12 @@
 //! - [`System`]: an orchestrator and its workers, configured for a test.
 //! - [`wait_until`]: polling with a deadline, never a fixed sleep.
 //! - [`mqtt`]: `mosquitto_sub`/`mosquitto_pub` wrappers.
+//! - [`split`]: split-job requests, their chunks, and the whole-stream check.
 
 pub mod browser;
 pub mod decode;
 pub mod mqtt;
+pub mod split;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

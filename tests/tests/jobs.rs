@@ -383,15 +383,17 @@ fn mqtt_submissions_garbage_and_every_way_to_cancel() {
     ));
     sys.wait_job(&by_worker, "cancelled", Duration::from_secs(5));
 
-    // A queued job cancels without a worker, and mesh jobs run whole.
+    // A split job is cut into chunks (tests/mesh.rs), and cancels like any.
     let mesh = sys.submit(&json!({"source_path": "long.mkv", "resolution": "480p", "bitrate": "500k", "is_mesh_mode": true}));
     let j = sys.job(&mesh);
-    assert!(
-        j["note"].as_str().is_some_and(|n| n.contains("whole")),
-        "{j}"
-    );
+    assert!(j["chunks"].as_array().is_some_and(|c| c.len() == 1), "{j}");
     let (code, _) = http_json("DELETE", &sys.api(&format!("/api/jobs/{mesh}")), None);
     assert_eq!(code, 200);
+    wait_until(Duration::from_secs(5), "FFmpeg to stop", || {
+        children_named(worker.pid(), "ffmpeg")
+            .is_empty()
+            .then_some(())
+    });
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use transcode_tests::browser::{self, Playback};
-use transcode_tests::decode::{self, Decoded};
+use transcode_tests::decode;
 use transcode_tests::{get_json, header, http_raw, mqtt, wait_until, System};
 
 const START: Duration = Duration::from_secs(30);
@@ -31,53 +31,6 @@ fn wait_listed(sys: &System, id: &str, n: usize, timeout: Duration) -> Value {
         let (code, text) = playlist(sys, id);
         (code == 200 && listed(&text) >= n).then(|| sys.job(id))
     })
-}
-
-/// The decoded stream holds the source's frames, in order, without gaps;
-/// its audio has no gap or overlap over 30 ms anywhere.
-fn assert_seamless(d: &Decoded, frames: usize, joins: usize, seconds: f64) {
-    let slack = joins.max(1);
-    assert!(
-        d.video.len().abs_diff(frames) <= slack,
-        "{} video frames decoded, the source has {frames} ({joins} joins)",
-        d.video.len()
-    );
-    let (max_step, min_step) = d.video_steps();
-    assert!(
-        min_step > 0.0,
-        "video timestamps must increase strictly (smallest step {min_step})"
-    );
-    assert!(
-        max_step <= 1.5 / FPS,
-        "a gap of {:.1} ms between two video frames",
-        max_step * 1000.0
-    );
-    let bad = d.audio_joins(0.030);
-    assert!(bad.is_empty(), "audio gaps or overlaps over 30 ms: {bad:?}");
-    let video = d.video_duration(FPS);
-    assert!(
-        (video - seconds).abs() <= 0.2,
-        "video lasts {video:.3} s, not {seconds} s"
-    );
-    let audio = d.audio_duration();
-    assert!(
-        (audio - seconds).abs() <= 0.2,
-        "audio lasts {audio:.3} s, not {seconds} s"
-    );
-}
-
-fn log_joins(d: &Decoded) {
-    let joins: Vec<String> = d
-        .audio_joins(0.0005)
-        .iter()
-        .take(20)
-        .map(|(t, g)| format!("{t:.2}s:{:+.1}ms", g * 1000.0))
-        .collect();
-    eprintln!(
-        "decoded {} video frames, {:.3} s of audio; audio joins: {joins:?}",
-        d.video.len(),
-        d.audio_duration()
-    );
 }
 
 #[test]
@@ -142,8 +95,8 @@ fn the_orchestrator_writes_the_playlist_from_the_first_segment_to_the_end() {
     assert!(decode::decode(&own).video.len() >= 700);
 
     let d = decode::decode(&sys.api(&format!("/stream/{id}/index.m3u8")));
-    log_joins(&d);
-    assert_seamless(&d, 720, 0, 24.0);
+    decode::log_joins(&d);
+    decode::assert_seamless(&d, FPS, 720, 0, 24.0);
 }
 
 /// The scenario of a film night: a 4-minute 1080p film plays in hls.js
@@ -204,9 +157,9 @@ fn the_holder_dies_during_playback_and_the_viewer_does_not_notice() {
         "the lost run counts, the refill does not"
     );
     let d = decode::decode(&url);
-    log_joins(&d);
+    decode::log_joins(&d);
     // Two joins at most: the replacement run's start, and the refill's end.
-    assert_seamless(&d, source_frames, 2, 240.0);
+    decode::assert_seamless(&d, FPS, source_frames, 2, 240.0);
 }
 
 /// A job that starts 60 s into the source keeps its timestamps from 0
@@ -250,8 +203,8 @@ fn a_job_from_sixty_seconds_survives_its_holder_and_decodes_whole() {
     sys.wait_job(&id, "completed", JOB);
     let url = sys.api(&format!("/stream/{id}/index.m3u8"));
     let d = decode::decode(&url);
-    log_joins(&d);
-    assert_seamless(&d, 1200, 2, 40.0);
+    decode::log_joins(&d);
+    decode::assert_seamless(&d, FPS, 1200, 2, 40.0);
     // Timestamps start at the same base as any job, not 60 s later.
     let first_pts = d.video.first().copied().unwrap_or_default();
     assert!(first_pts < 15.0, "first frame at {first_pts} s");
@@ -505,7 +458,7 @@ fn other_and_variable_frame_rates_join_across_a_move() {
             "{done}"
         );
         let d = decode::decode(&sys.api(&format!("/stream/{id}/index.m3u8")));
-        log_joins(&d);
+        decode::log_joins(&d);
         let (max_step, min_step) = d.video_steps();
         assert!(
             min_step > 0.0 && max_step <= 1.5 / fps,
@@ -572,6 +525,6 @@ fn a_watched_finished_job_outlives_its_holder() {
     let done = sys.wait_job(&id, "completed", JOB);
     assert_eq!(done["failures"], 0, "{done}");
     let d = decode::decode(&sys.api(&format!("/stream/{id}/index.m3u8")));
-    log_joins(&d);
-    assert_seamless(&d, 360, 1, 12.0);
+    decode::log_joins(&d);
+    decode::assert_seamless(&d, FPS, 360, 1, 12.0);
 }

@@ -513,7 +513,8 @@ fn encoded_traversal_never_leaves_the_job_folder() {
 }
 
 /// An assignment sent by hand with a `duration` (the seed's split-job
-/// field) and a `segment_offset` encodes whole segments from there.
+/// field) and a `segment_offset` encodes whole segments from there; as a
+/// part of a split job it reports on its chunk's topic.
 #[test]
 fn a_hand_sent_part_encodes_the_segments_its_duration_covers() {
     let sys = System::new();
@@ -527,8 +528,17 @@ fn a_hand_sent_part_encodes_the_segments_its_duration_covers() {
         &json!({"job_id": id, "source_path": "part.mkv", "resolution": "480p", "bitrate": "1M",
             "start_time": 0, "is_mesh_mode": true, "segment_offset": 2, "duration": 7.5}),
     );
-    let done = wait_state(&sys, &id, "completed", JOB);
+    let topic = format!("transcode/jobs/{id}/chunks/1");
+    let done = wait_until(JOB, "the part's completed status", || {
+        mqtt::retained(sys.broker_port, &topic)
+            .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+            .filter(|s| s["state"] == "completed")
+    });
     assert_eq!(done["segments_done"], 4, "{done}");
+    assert!(
+        status(&sys, &id).is_none(),
+        "the job's topic is the orchestrator's"
+    );
     let url = done["stream_url"].as_str().expect("stream_url");
     let (_, duration) = ffprobe(url);
     assert!(

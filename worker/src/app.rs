@@ -170,6 +170,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
             ffmpeg: config.transcode.ffmpeg.clone(),
             ffprobe: config.transcode.ffprobe.clone(),
             max_jobs: config.transcode.max_jobs,
+            threads: config.transcode.threads,
             segment_seconds: config.transcode.segment_seconds,
             probe_timeout: Duration::from_secs(config.transcode.probe_timeout_s),
             stream_base: stream_base.clone(),

@@ -21,10 +21,12 @@ const PREFERENCE: [(&str, Family); 7] = [
     ("libx264", Family::Software),
 ];
 
-/// The best H.264 encoder among those that passed the probe.
-pub fn choose_encoder(passed: &[String]) -> Option<(&'static str, Family)> {
+/// The best H.264 encoder among those that passed the probe, or the one a
+/// job asks for (every part of a split job uses the same) if it passed.
+pub fn choose_encoder(passed: &[String], wanted: Option<&str>) -> Option<(&'static str, Family)> {
     PREFERENCE
         .into_iter()
+        .filter(|(name, _)| wanted.is_none_or(|w| w == *name))
         .find(|(name, _)| passed.iter().any(|p| p == name))
 }
 
@@ -56,6 +58,9 @@ pub struct EncodeSpec<'a> {
     pub encoder: &'a str,
     pub family: Family,
     pub has_audio: bool,
+    /// Threads FFmpeg may use for each of decoding, filtering and encoding;
+    /// 0: FFmpeg's choice.
+    pub threads: u32,
 }
 
 /// The playlist's file name in a job's folder.
@@ -108,6 +113,11 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
     if spec.family == Family::Vaapi {
         push(&["-vaapi_device", crate::probe::VAAPI_DEVICE]);
     }
+    let threads = spec.threads.to_string();
+    if spec.threads > 0 {
+        // Decoder threads (an input option) and the filter graph's.
+        push(&["-threads", &threads, "-filter_threads", &threads]);
+    }
     if let Some(seek) = w.seek() {
         push(&["-ss", &secs(seek)]);
     }
@@ -156,6 +166,9 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
         "-c:v",
         spec.encoder,
     ]);
+    if spec.threads > 0 {
+        push(&["-threads", &threads]);
+    }
 
     let gop = f.to_string();
     match spec.family {
@@ -268,7 +281,7 @@ mod tests {
         ];
         for (passed, want) in cases {
             assert_eq!(
-                choose_encoder(&s(passed)).map(|(e, _)| e),
+                choose_encoder(&s(passed), None).map(|(e, _)| e),
                 *want,
                 "{passed:?}"
             );
@@ -317,6 +330,7 @@ mod tests {
             encoder,
             family,
             has_audio: true,
+            threads: 0,
         }
     }
 
@@ -499,6 +513,50 @@ mod tests {
             !a.iter().any(|x| x == "-nostdin"),
             "stdin carries the `q` that cancels"
         );
+    }
+
+    #[test]
+    fn encoders_by_preference_or_by_the_jobs_word() {
+        let names: Vec<&str> = PREFERENCE.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, transcode_common::wire::H264_ENCODERS);
+        let passed = |l: &[&str]| -> Vec<String> { l.iter().map(|s| s.to_string()).collect() };
+        let cases: &[(&[&str], Option<&str>, Option<&str>)] = &[
+            (&["libx264", "h264_vaapi"], None, Some("h264_vaapi")),
+            (&["libx264", "h264_vaapi"], Some("libx264"), Some("libx264")),
+            (&["libx264"], Some("h264_nvenc"), None),
+            (&[], None, None),
+            (&["libx264"], Some("x265"), None),
+        ];
+        for (have, wanted, want) in cases {
+            let got = choose_encoder(&passed(have), *wanted).map(|(n, _)| n);
+            assert_eq!(got, *want, "{have:?} {wanted:?}");
+        }
+    }
+
+    #[test]
+    fn threads_cap_decoding_filters_and_encoding() {
+        let all = ffmpeg_args(&spec(Family::Software, "libx264"));
+        assert!(!all
+            .iter()
+            .any(|x| x == "-threads" || x == "-filter_threads"));
+        let mut one = spec(Family::Software, "libx264");
+        one.threads = 1;
+        let a = ffmpeg_args(&one);
+        let at = |flag: &str| -> Vec<usize> {
+            a.iter()
+                .enumerate()
+                .filter(|(_, x)| *x == flag)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let input = at("-i")[0];
+        let encoder = at("-c:v")[0];
+        let threads = at("-threads");
+        // Once for the decoder (before -i), once for the encoder (after -c:v).
+        assert_eq!(threads.len(), 2, "{a:?}");
+        assert!(threads[0] < input && threads[1] > encoder, "{a:?}");
+        assert!(threads.iter().all(|i| a[i + 1] == "1"));
+        assert_eq!(pair(&a, "-filter_threads").as_deref(), Some("1"));
     }
 
     #[test]

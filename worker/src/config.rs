@@ -69,6 +69,9 @@ pub struct TranscodeConfig {
     /// `v4l2m2m`), as a TOML array or a comma-separated string.
     pub hw_accel: HwAccelValue,
     pub max_jobs: u32,
+    /// Threads one FFmpeg may use (decoding, filters and encoding each);
+    /// 0: FFmpeg's choice (every core).
+    pub threads: u32,
     /// Segment length of a job whose first run happens here.
     pub segment_seconds: u32,
     /// Seconds an output is kept after the last request for its files.
@@ -180,6 +183,7 @@ impl Default for TranscodeConfig {
             output_dir: PathBuf::new(),
             hw_accel: HwAccelValue::One("auto".into()),
             max_jobs: 1,
+            threads: 0,
             segment_seconds: 4,
             keep_outputs_s: 3600,
             weight: 1.0,
@@ -276,6 +280,12 @@ impl Validate for WorkerConfig {
             return Err(ConfigError::invalid(
                 "transcode.max_jobs",
                 "must be between 1 and 64",
+            ));
+        }
+        if self.transcode.threads > 256 {
+            return Err(ConfigError::invalid(
+                "transcode.threads",
+                "must be between 0 (FFmpeg's choice) and 256",
             ));
         }
         if !(1..=60).contains(&self.transcode.segment_seconds) {

@@ -46,6 +46,8 @@ pub struct JobSettings {
     pub ffmpeg: String,
     pub ffprobe: String,
     pub max_jobs: u32,
+    /// Threads one FFmpeg may use; 0: FFmpeg's choice.
+    pub threads: u32,
     /// The segment length of a job whose first run happens here.
     pub segment_seconds: u32,
     pub probe_timeout: Duration,
@@ -174,7 +176,7 @@ impl Jobs {
                         let mut s = JobStatus::new(job_id, JobState::Failed);
                         s.error = Some(reason);
                         s.error_kind = Some(ErrorKind::Input);
-                        self.publish(s, None, true).await;
+                        self.publish(s, None, false, true).await;
                     }
                     None => tracing::warn!(worker_id, "{reason} (no job id in it)"),
                 }
@@ -252,7 +254,8 @@ impl Jobs {
             let mut s = JobStatus::new(job_id, JobState::Failed);
             s.error = Some(reason);
             s.error_kind = Some(kind);
-            self.publish(s, Some(attempt), true).await;
+            self.publish(s, Some(attempt), assignment.is_mesh_mode, true)
+                .await;
             // A later redelivery of the same attempt may find a free slot.
             self.state().seen.retain(|p| *p != (job_id, attempt));
             return;
@@ -370,13 +373,20 @@ impl Jobs {
         }
     }
 
-    /// Publishes a retained job status. Final states wait for the client's
-    /// queue; progress never does (FFmpeg's output must keep flowing).
-    async fn publish(&self, mut status: JobStatus, attempt: Option<u32>, wait: bool) {
+    /// Publishes a retained job status, or for a part of a split job
+    /// (`chunk`) the status of that part on its own topic: the job's topic
+    /// is the orchestrator's, which sums up the parts. Final states wait for
+    /// the client's queue; progress never does (FFmpeg's output must keep
+    /// flowing).
+    async fn publish(&self, mut status: JobStatus, attempt: Option<u32>, chunk: bool, wait: bool) {
         status.worker_id = Some(self.worker_id().to_string());
         status.attempt = attempt;
         status.timestamp = Some(unix_ms());
-        let topic = self.inner.topics.job_status(&status.job_id.to_string());
+        let job_id = status.job_id.to_string();
+        let topic = match attempt {
+            Some(a) if chunk => self.inner.topics.chunk_status(&job_id, &a.to_string()),
+            _ => self.inner.topics.job_status(&job_id),
+        };
         let payload = wire::encode(&status);
         if status.state == JobState::Processing {
             // The worker's current job, on one fixed topic for dashboards.
@@ -422,14 +432,14 @@ impl Jobs {
                 tracing::info!(took_s = started.elapsed().as_secs_f64(), "job completed");
             }
             Outcome::Stopped(StopReason::Cancelled, last) => {
-                s = last;
+                s = *last;
                 s.state = JobState::Cancelled;
                 s.speed = None;
                 s.eta_s = None;
                 tracing::info!("job cancelled");
             }
             Outcome::Stopped(StopReason::Shutdown, last) => {
-                s = last;
+                s = *last;
                 s.state = JobState::Failed;
                 s.error = Some(format!("worker {worker_id} shut down during the job"));
                 s.error_kind = Some(ErrorKind::Worker);
@@ -446,7 +456,7 @@ impl Jobs {
             }
         }
         self.count(s.state.as_str());
-        self.publish(s, Some(a.attempt), true).await;
+        self.publish(s, Some(a.attempt), a.is_mesh_mode, true).await;
         self.finish(job_id, a.attempt);
     }
 
@@ -484,7 +494,8 @@ impl Jobs {
         let worker_id = &settings.worker_id;
         let job_id = a.job_id;
         let mut status = JobStatus::new(job_id, JobState::Processing);
-        self.publish(status.clone(), Some(a.attempt), true).await;
+        self.publish(status.clone(), Some(a.attempt), a.is_mesh_mode, true)
+            .await;
 
         let source = match media::resolve(&settings.media_root, &a.source_path) {
             Ok(p) => p,
@@ -565,7 +576,8 @@ impl Jobs {
         }
         if remaining.is_some_and(|r| r <= 0.0)
             && window.first_segment > 0
-            && a.segment_count.is_none()
+            // A part of a split job is cut from an estimate of the length.
+            && (a.segment_count.is_none() || a.is_mesh_mode)
         {
             // The job ends right before this segment (an earlier run's
             // end was never heard of): nothing to write, and now it is known.
@@ -598,12 +610,20 @@ impl Jobs {
         };
         let before = window.offset_seconds();
         let total = info.duration.map(|d| d - a.start_time).filter(|t| *t > 0.0);
-        let Some((encoder, family)) = command::choose_encoder(&settings.encoders) else {
+        let Some((encoder, family)) =
+            command::choose_encoder(&settings.encoders, a.encoder.as_deref())
+        else {
             return Outcome::Failed(
                 ErrorKind::Worker,
-                format!(
-                    "worker {worker_id} has no working H.264 encoder (the FFmpeg probe found none)"
-                ),
+                match &a.encoder {
+                    Some(e) => format!(
+                        "worker {worker_id} cannot encode this part of job {job_id} with {e}, which the job's other parts use: its FFmpeg probe passed only {:?}",
+                        settings.encoders
+                    ),
+                    None => format!(
+                        "worker {worker_id} has no working H.264 encoder (the FFmpeg probe found none)"
+                    ),
+                },
             );
         };
 
@@ -623,6 +643,7 @@ impl Jobs {
             encoder,
             family,
             has_audio: info.has_audio,
+            threads: settings.threads,
         };
         let encoding = command::encoding_label(&spec);
         // Segments an earlier run wrote here stay when they join ours;
@@ -657,7 +678,7 @@ impl Jobs {
         let start_number = window.first_segment;
         // A stop that came while we probed ends the run before FFmpeg starts.
         if let Ok(reason) = stop.try_recv() {
-            return Outcome::Stopped(reason, status);
+            return Outcome::Stopped(reason, Box::new(status));
         }
         let args = command::ffmpeg_args(&spec);
         tracing::info!(encoder, size = ?spec.size, source = %a.source_path, "starting FFmpeg");
@@ -710,7 +731,11 @@ impl Jobs {
         let mut reporter = SegmentReporter {
             next: start_number,
             end: window.segment_count.map(|c| start_number + c),
+            job_segments: total.map(|t| {
+                ((t / grid.segment_seconds() - 1e-6).ceil().max(1.0) as u64).min(wire::MAX_SEGMENTS)
+            }),
         };
+        self.announce_grid(a, &held, &reporter).await;
         let mut watch = tokio::time::interval(SEGMENT_POLL);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopped: Option<StopReason> = None;
@@ -750,7 +775,13 @@ impl Jobs {
                 }
                 Some(p) = progress_rx.recv() => {
                     let out_time = p.out_time_s.unwrap_or(0.0);
-                    status.progress = progress::percent(before + out_time, total);
+                    // A part of a split job reports its own share; the
+                    // orchestrator sums up the job.
+                    status.progress = if a.is_mesh_mode {
+                        progress::percent(out_time, run_length)
+                    } else {
+                        progress::percent(before + out_time, total)
+                    };
                     status.fps = p.fps.unwrap_or(0.0);
                     self.state().fps.insert(job_id, status.fps);
                     status.speed = p.speed;
@@ -765,7 +796,7 @@ impl Jobs {
                     let due = last_publish.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
                     if due && stopped.is_none() {
                         last_publish = Some(Instant::now());
-                        self.publish(status.clone(), Some(a.attempt), false).await;
+                        self.publish(status.clone(), Some(a.attempt), a.is_mesh_mode, false).await;
                     }
                 }
             }
@@ -778,7 +809,7 @@ impl Jobs {
         self.report_new_segments(a, &playlist, &mut held, &mut reporter)
             .await;
         if let Some(reason) = stopped {
-            return Outcome::Stopped(reason, status);
+            return Outcome::Stopped(reason, Box::new(status));
         }
         match exit {
             Ok(code) if code.success() => Outcome::Completed {
@@ -808,7 +839,7 @@ enum Outcome {
         /// first exists.
         segments_done: u64,
     },
-    Stopped(StopReason, JobStatus),
+    Stopped(StopReason, Box<JobStatus>),
     Failed(ErrorKind, String),
 }
 

@@ -57,6 +57,29 @@ impl Grid {
     }
 }
 
+/// One part of a split job (`is_mesh_mode`) as the orchestrator sees it:
+/// segments `[first_segment, end_segment)` run by one worker. A chunk is
+/// named by the attempt number of its run, which is unique within the job;
+/// its worker reports on `.../jobs/{job_id}/chunks/{attempt}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkStatus {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub first_segment: u64,
+    /// Exclusive; absent: to the end of the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_segment: Option<u64>,
+    /// `assigned`, `processing`, `completed`, `failed` or `cancelled`.
+    pub state: super::JobState,
+    /// Percent of this chunk done.
+    #[serde(default)]
+    pub progress: f64,
+    #[serde(default)]
+    pub fps: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// One finished HLS segment: its number in the job and its length.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SegmentInfo {
@@ -91,6 +114,12 @@ pub struct SegmentReport {
     /// What the segments were encoded with (encoder, size, bitrate): two
     /// neighbours with different encodings are joined with a discontinuity.
     pub encoding: String,
+    /// How many segments the whole job has on this grid by the worker's
+    /// probe of the source: an estimate (containers misstate lengths) that
+    /// cuts a split job into chunks; the run that reaches the end of the
+    /// source tells the truth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_segments: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
 }
@@ -104,6 +133,14 @@ impl SegmentReport {
         self.grid.validate().map_err(|e| format!("grid: {e}"))?;
         if self.encoding.is_empty() || self.encoding.len() > 200 {
             return Err("encoding: must name the encoder settings in 1 to 200 bytes".into());
+        }
+        if self
+            .job_segments
+            .is_some_and(|n| n == 0 || n > MAX_SEGMENTS)
+        {
+            return Err(format!(
+                "job_segments: must be between 1 and the {MAX_SEGMENTS} segments a job may have"
+            ));
         }
         if self.segments.len() > MAX_REPORT_SEGMENTS {
             return Err(format!(

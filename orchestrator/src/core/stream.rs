@@ -52,7 +52,7 @@ pub enum SegmentAnswer {
 
 impl Core {
     /// Whether a segment can be fetched now: its holder is online.
-    fn available(&self, seg: &Seg) -> bool {
+    pub(super) fn available(&self, seg: &Seg) -> bool {
         seg.holder
             .as_deref()
             .is_some_and(|h| self.registry.is_online(h) == Some(true))
@@ -80,7 +80,7 @@ impl Core {
         ((have as f64 / total as f64 * 1000.0).floor() / 10.0).min(99.9)
     }
 
-    fn is_complete(&self, job: &Job) -> bool {
+    pub(super) fn is_complete(&self, job: &Job) -> bool {
         let Some(total) = job.total_segments.filter(|t| *t > 0) else {
             return false;
         };
@@ -231,9 +231,21 @@ impl Core {
             tracing::warn!(worker_id = %worker, %job_id, "segment report refused: its segments are cut on another frame grid ({:?}, the job's is {:?})", report.grid, job.grid);
             return Vec::new();
         }
-        let current = job.worker_id.as_deref() == Some(worker.as_str())
-            && report.attempt == job.attempt
-            && matches!(job.state, JobState::Assigned | JobState::Processing);
+        // The run the report comes from, if it is one of the job's now:
+        // its first segment, end and next segment. A split job's chunk
+        // reports until it settled.
+        let run: Option<(u64, Option<u64>, u64)> = if job.is_mesh_mode {
+            job.chunks
+                .iter()
+                .find(|c| c.attempt == report.attempt && c.worker_id == worker && c.is_active())
+                .map(|c| (c.first_segment, c.end_segment, c.next_segment))
+        } else {
+            (job.worker_id.as_deref() == Some(worker.as_str())
+                && report.attempt == job.attempt
+                && matches!(job.state, JobState::Assigned | JobState::Processing))
+            .then_some((job.run_from, job.run_to, job.run_next))
+        };
+        let current = run.is_some();
         if report.inventory && !job.workers.contains(&worker) {
             tracing::warn!(worker_id = %worker, %job_id, "segment inventory refused: worker {worker} never ran job {job_id}");
             return Vec::new();
@@ -243,18 +255,16 @@ impl Core {
             return Vec::new();
         }
         if !report.inventory && !current {
-            tracing::warn!(worker_id = %worker, %job_id, attempt = report.attempt, "segment report refused: worker {worker} does not hold job {job_id} (attempt {} is current, on {})", job.attempt, job.worker_id.as_deref().unwrap_or("no worker"));
+            if job.is_mesh_mode {
+                tracing::warn!(worker_id = %worker, %job_id, attempt = report.attempt, "segment report refused: worker {worker} runs no chunk {} of job {job_id}", report.attempt);
+            } else {
+                tracing::warn!(worker_id = %worker, %job_id, attempt = report.attempt, "segment report refused: worker {worker} does not hold job {job_id} (attempt {} is current, on {})", job.attempt, job.worker_id.as_deref().unwrap_or("no worker"));
+            }
             return Vec::new();
         }
         let mut segs = self.segments.remove(&job_id).unwrap_or_default();
-        if !report.inventory {
-            if let Err(e) = segments::check_run_report(
-                &segs,
-                &report.segments,
-                job.run_from,
-                job.run_to,
-                job.run_next,
-            ) {
+        if let (false, Some((from, to, next))) = (report.inventory, run) {
+            if let Err(e) = segments::check_run_report(&segs, &report.segments, from, to, next) {
                 tracing::warn!(worker_id = %worker, %job_id, "segment report refused: {e}");
                 self.segments.insert(job_id, segs);
                 // A report was lost on the way: the worker's inventory
@@ -316,13 +326,24 @@ impl Core {
                 tracing::info!(worker_id = %worker, %job_id, holds = listed.len(), changed = changed.len(), "segment inventory taken");
             }
         }
-        if current {
-            while segs.get(&job.run_next).is_some_and(|s| {
-                s.holder.as_deref() == Some(worker.as_str())
-                    && job.run_to.is_none_or(|t| job.run_next < t)
+        if let Some((_, to, mut next)) = run {
+            while segs.get(&next).is_some_and(|s| {
+                s.holder.as_deref() == Some(worker.as_str()) && to.is_none_or(|t| next < t)
             }) {
-                job.run_next += 1;
+                next += 1;
             }
+            if job.is_mesh_mode {
+                if let Some(c) = job.chunk_mut(report.attempt) {
+                    c.next_segment = next;
+                }
+            } else {
+                job.run_next = next;
+            }
+        }
+        let grid_came = job.grid.is_none();
+        if grid_came {
+            // The first run's word on the job's length cuts a split job.
+            job.segments_estimate = report.job_segments;
         }
         job.grid.get_or_insert(report.grid);
         let before = job.listed;
@@ -343,6 +364,17 @@ impl Core {
         self.segments.insert(job_id, segs);
         let settling = job.settling_since.is_some() && !job.state.is_final();
         self.jobs.insert(job_id, job.clone());
+        if job.is_mesh_mode && !job.state.is_final() {
+            let mut out = Vec::new();
+            if job.chunks.iter().any(|c| c.settling_since.is_some()) {
+                out.extend(self.settle_chunks(job, now));
+            }
+            if grid_came || !out.is_empty() {
+                // The other workers may start now that the grid is known.
+                out.extend(self.dispatch(now));
+            }
+            return out;
+        }
         if settling {
             let mut out = self.settle(job, now);
             out.extend(self.dispatch(now));
@@ -355,13 +387,23 @@ impl Core {
     pub(super) fn ask_inventories(&self) -> Vec<Publish> {
         let mut running: Vec<&Job> = self.jobs.values().filter(|j| j.is_running()).collect();
         running.sort_by_key(|j| j.seq);
-        running
-            .into_iter()
-            .filter_map(|j| {
-                let w = j.worker_id.as_deref()?;
-                Some(self.output_command(w, j.job_id, OutputAction::Report))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for j in running {
+            if j.is_mesh_mode {
+                let workers: BTreeSet<&str> = j
+                    .chunks
+                    .iter()
+                    .filter(|c| c.is_active())
+                    .map(|c| c.worker_id.as_str())
+                    .collect();
+                for w in workers {
+                    out.push(self.output_command(w, j.job_id, OutputAction::Report));
+                }
+            } else if let Some(w) = j.worker_id.as_deref() {
+                out.push(self.output_command(w, j.job_id, OutputAction::Report));
+            }
+        }
+        out
     }
 
     fn output_command(&self, worker: &str, job_id: Uuid, action: OutputAction) -> Publish {
@@ -380,8 +422,14 @@ impl Core {
             .get(&job_id)
             .map(|m| m.values().filter_map(|s| s.holder.clone()).collect())
             .unwrap_or_default();
-        if let Some(w) = self.jobs.get(&job_id).and_then(|j| j.worker_id.clone()) {
-            holders.insert(w);
+        if let Some(job) = self.jobs.get(&job_id) {
+            holders.extend(job.worker_id.clone());
+            holders.extend(
+                job.chunks
+                    .iter()
+                    .filter(|c| c.is_active())
+                    .map(|c| c.worker_id.clone()),
+            );
         }
         holders.into_iter().collect()
     }

@@ -975,3 +975,5 @@ fn absurd_worker_timestamps_do_not_panic() {
     r.worker("a", SW, &[]);
     assert_eq!(r.job(id).state, JobState::Processing);
 }
+
+mod mesh;

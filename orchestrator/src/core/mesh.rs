@@ -1,0 +1,637 @@
+//! Split jobs (`is_mesh_mode`): one job run in chunks by several workers at
+//! once, on the segment map and frame grid every job has.
+//!
+//! A chunk is a run of whole segments on one worker, named by its attempt
+//! number (unique in the job). Chunks are cut by `chunks::next_chunk` when a
+//! worker is free: the first one before anything is known (like a plain
+//! job's run, but short), the others once the first run's segment report
+//! brought the job's grid and its length estimate. Every chunk uses the
+//! job's grid and one encoder, so the parts join like the runs of a moved
+//! plain job. A worker reports a chunk on `.../jobs/{id}/chunks/{attempt}`;
+//! the job's own status topic is the orchestrator's, summing the chunks up.
+//! A chunk that fails or whose worker is lost leaves its missing segments to
+//! the next chunk; the job is complete when every segment is held.
+
+use std::time::Duration;
+
+use transcode_common::wire::{self, ErrorKind, JobState, JobStatus, H264_ENCODERS};
+use uuid::Uuid;
+
+use super::{Core, Now, Publish};
+use crate::chunks::{self, Plan};
+use crate::job::{Chunk, Job};
+use crate::segments::Segments;
+
+/// How long a chunk that said it completed waits for its last segment
+/// reports before its missing segments are left to another chunk.
+const SETTLE_MS: u64 = 3_000;
+/// Finished chunks kept in the job's record and status, besides the
+/// running ones.
+const KEEP_FINISHED: usize = 48;
+/// The job's summed-up status is published at most this often while only
+/// progress changes.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+impl Core {
+    /// Whether a split job can take another chunk now, and which.
+    pub(super) fn next_chunk(&self, job: &Job, workers: usize) -> Option<(u64, Option<u64>)> {
+        let active = job.chunks.iter().filter(|c| c.is_active()).count();
+        // Later chunks wait for the job's grid (the first run's first
+        // segment report): every chunk must cut on it.
+        if job.grid.is_none() && active > 0 {
+            return None;
+        }
+        let claimed: Vec<(u64, Option<u64>)> = job
+            .chunks
+            .iter()
+            .filter(|c| c.is_active())
+            .map(|c| (c.next_segment, c.end_segment))
+            .collect();
+        let empty = Segments::new();
+        let segs = self.segments.get(&job.job_id).unwrap_or(&empty);
+        chunks::next_chunk(
+            segs,
+            |s| self.available(s),
+            &Plan {
+                claimed: &claimed,
+                // A job that runs again for its holes starts short again.
+                order: job.chunks.iter().filter(|c| c.error.is_none()).count(),
+                workers,
+                segment_seconds: job
+                    .grid
+                    .map(|g| g.segment_seconds())
+                    .unwrap_or(chunks::DEFAULT_SEGMENT_SECONDS),
+                estimate: job.segments_estimate,
+                total: job.total_segments,
+                priority: job.priority(),
+            },
+        )
+    }
+
+    /// The encoder every chunk of a split job uses: the best one that every
+    /// online worker proved, else the best of the worker taking the first
+    /// chunk.
+    fn mesh_encoder(&self, first_worker: &str) -> Option<String> {
+        let proved: Vec<Vec<String>> = self
+            .registry
+            .with_heartbeats()
+            .filter(|(hb, online)| *online && !hb.encoders.is_empty())
+            .map(|(hb, _)| hb.encoders.clone())
+            .collect();
+        let mine = self.registry.heartbeat(first_worker)?.encoders.clone();
+        H264_ENCODERS
+            .iter()
+            .find(|e| {
+                proved.iter().all(|p| p.iter().any(|x| x == *e)) && mine.iter().any(|x| x == *e)
+            })
+            .or_else(|| H264_ENCODERS.iter().find(|e| mine.iter().any(|x| x == *e)))
+            .map(|e| e.to_string())
+    }
+
+    /// Whether a worker may take a chunk of this job: it runs none of it now
+    /// and has the job's encoder.
+    pub(super) fn may_take_chunk(&self, job: &Job, worker: &str) -> bool {
+        if job
+            .chunks
+            .iter()
+            .any(|c| c.is_running() && c.worker_id == worker)
+        {
+            return false;
+        }
+        match (&job.encoder, self.registry.heartbeat(worker)) {
+            (Some(e), Some(hb)) if !hb.encoders.is_empty() => hb.encoders.contains(e),
+            _ => true,
+        }
+    }
+
+    /// Gives `worker` the next chunk of a split job. `None` when there is
+    /// none to give.
+    pub(super) fn assign_chunk(
+        &mut self,
+        job_id: Uuid,
+        worker: &str,
+        workers: usize,
+        now: Now,
+    ) -> Option<Vec<Publish>> {
+        let mut job = self.jobs.get(&job_id)?.clone();
+        let (first, end) = self.next_chunk(&job, workers)?;
+        if job.encoder.is_none() {
+            job.encoder = self.mesh_encoder(worker);
+        }
+        job.attempt += 1;
+        let chunk = Chunk {
+            attempt: job.attempt,
+            worker_id: worker.to_string(),
+            first_segment: first,
+            end_segment: end,
+            state: JobState::Assigned,
+            next_segment: first,
+            progress: 0.0,
+            fps: 0.0,
+            speed: None,
+            error: None,
+            assigned_at: now.ms,
+            updated_at: now.ms,
+            processing_since: None,
+            settling_since: None,
+        };
+        let assignment = job.chunk_assignment(&chunk);
+        job.chunks.push(chunk);
+        if !job.workers.iter().any(|w| w == worker) {
+            job.workers.push(worker.to_string());
+        }
+        job.worker_id = Some(worker.to_string());
+        if job.state == JobState::Queued {
+            self.metrics
+                .dispatch_latency
+                .observe(now.ms.saturating_sub(job.queued_at) as f64 / 1000.0);
+        }
+        tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, first_segment = first, end_segment = ?end, "chunk assigned");
+        let mut out = vec![Publish {
+            topic: self.topics.worker_jobs(worker),
+            payload: wire::encode(&assignment),
+            retain: false,
+        }];
+        out.extend(self.mesh_changed(job, now));
+        Some(out)
+    }
+
+    /// Sums a split job up from its chunks, stores it and publishes its
+    /// status.
+    fn mesh_changed(&mut self, mut job: Job, now: Now) -> Vec<Publish> {
+        self.mesh_sum_up(&mut job, now);
+        job.updated_at = now.ms;
+        self.mesh_status_at.insert(job.job_id, now.instant);
+        let _ = self.save(job.clone());
+        vec![self.status_publish(&job, now)]
+    }
+
+    /// The job's state, progress, speed and ETA from its chunks and map.
+    fn mesh_sum_up(&self, job: &mut Job, now: Now) {
+        // Running first, then the last finished ones.
+        job.chunks
+            .sort_by_key(|c| (!c.is_active(), c.first_segment, c.attempt));
+        let finished: Vec<usize> = (0..job.chunks.len())
+            .filter(|i| !job.chunks[*i].is_active())
+            .collect();
+        if finished.len() > KEEP_FINISHED {
+            let mut drop = finished.len() - KEEP_FINISHED;
+            job.chunks.retain(|c| {
+                if drop > 0 && !c.is_active() {
+                    drop -= 1;
+                    return false;
+                }
+                true
+            });
+        }
+        if job.state.is_final() {
+            return;
+        }
+        let processing = job
+            .chunks
+            .iter()
+            .any(|c| c.state == JobState::Processing || (c.is_active() && !c.is_running()));
+        let assigned = job.chunks.iter().any(|c| c.state == JobState::Assigned);
+        let before = job.state;
+        job.state = if processing {
+            JobState::Processing
+        } else if assigned {
+            JobState::Assigned
+        } else {
+            JobState::Queued
+        };
+        if job.state == JobState::Queued && before != JobState::Queued {
+            job.queued_at = now.ms;
+        }
+        if job.state == JobState::Processing {
+            job.started_at.get_or_insert(now.ms);
+        }
+        let running: Vec<&Chunk> = job.chunks.iter().filter(|c| c.is_running()).collect();
+        job.fps = running.iter().map(|c| c.fps).sum();
+        let speeds: Vec<f64> = running.iter().filter_map(|c| c.speed).collect();
+        job.speed = (!speeds.is_empty()).then(|| speeds.iter().sum());
+        if let Some(total) = job
+            .total_segments
+            .or(job.segments_estimate)
+            .filter(|t| *t > 0)
+        {
+            job.progress = self.share_done(job, total);
+            let have = (job.progress / 100.0 * total as f64).round() as u64;
+            job.eta_s = job.grid.filter(|_| job.fps > 0.0).map(|g| {
+                let frames = total.saturating_sub(have) * u64::from(g.segment_frames);
+                (frames as f64 / job.fps).round()
+            });
+        }
+        job.segments_done = self
+            .segments
+            .get(&job.job_id)
+            .map(crate::segments::contiguous);
+    }
+
+    /// A message on `.../jobs/{job_id}/chunks/{attempt}`.
+    pub fn on_chunk_status(
+        &mut self,
+        topic_job_id: &str,
+        topic_attempt: &str,
+        payload: &[u8],
+        now: Now,
+    ) -> Vec<Publish> {
+        if payload.is_empty() {
+            return Vec::new(); // a cleared topic
+        }
+        let (Ok(job_id), Ok(attempt)) =
+            (Uuid::parse_str(topic_job_id), topic_attempt.parse::<u32>())
+        else {
+            tracing::warn!(
+                topic_job_id,
+                topic_attempt,
+                "chunk status refused: its topic names no job id and attempt number"
+            );
+            return Vec::new();
+        };
+        let status: JobStatus = match wire::decode(payload) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%job_id, attempt, "chunk status refused: {e}");
+                return Vec::new();
+            }
+        };
+        let Some(worker) = status.worker_id.clone() else {
+            tracing::warn!(%job_id, attempt, "chunk status refused: it names no worker");
+            return Vec::new();
+        };
+        if status.job_id != job_id || status.attempt != Some(attempt) {
+            tracing::warn!(%job_id, attempt, worker_id = %worker, "chunk status refused: it names job {} attempt {:?}, not those of its topic", status.job_id, status.attempt);
+            return Vec::new();
+        }
+        let Some(mut job) = self.jobs.get(&job_id).cloned() else {
+            tracing::warn!(%job_id, attempt, worker_id = %worker, "chunk status refused: no such job");
+            return Vec::new();
+        };
+        let Some(chunk) = job.chunks.iter().find(|c| c.attempt == attempt).cloned() else {
+            if attempt > job.attempt || !job.is_mesh_mode {
+                tracing::warn!(%job_id, attempt, worker_id = %worker, "chunk status refused: job {job_id} has no chunk {attempt}");
+            }
+            // (An old chunk's retained status, replayed after our restart.)
+            if status.state == JobState::Processing {
+                return vec![self.fence(&worker, job_id, Some(attempt))];
+            }
+            return Vec::new();
+        };
+        if chunk.worker_id != worker {
+            tracing::warn!(%job_id, attempt, worker_id = %worker, "chunk status refused: worker {worker} does not hold chunk {attempt} of job {job_id} (worker {} does)", chunk.worker_id);
+            return Vec::new();
+        }
+        if !chunk.is_running() || job.state.is_final() {
+            // Said before (a replay), or the chunk moved on.
+            if status.state == JobState::Processing && !chunk.is_active() {
+                return vec![self.fence(&worker, job_id, Some(attempt))];
+            }
+            return Vec::new();
+        }
+        let Some(c) = job.chunk_mut(attempt) else {
+            return Vec::new();
+        };
+        c.updated_at = now.ms;
+        match status.state {
+            JobState::Processing => {
+                let became = c.state != JobState::Processing;
+                c.state = JobState::Processing;
+                c.progress = status.progress.clamp(0.0, 100.0);
+                c.fps = if status.fps.is_finite() {
+                    status.fps.max(0.0)
+                } else {
+                    0.0
+                };
+                c.speed = status.speed.filter(|s| s.is_finite() && *s >= 0.0);
+                if c.processing_since.is_none() {
+                    c.processing_since = status.timestamp.or(Some(now.ms));
+                }
+                if let Some(served) = status.served_segment.filter(|s| *s < wire::MAX_SEGMENTS) {
+                    job.served = Some(job.served.map_or(served, |s| s.max(served)));
+                }
+                if became {
+                    tracing::info!(%job_id, worker_id = %worker, attempt, "chunk processing");
+                    return self.mesh_changed(job, now);
+                }
+                let due = self
+                    .mesh_status_at
+                    .get(&job_id)
+                    .is_none_or(|t| now.instant.saturating_duration_since(*t) >= STATUS_EVERY);
+                self.mesh_sum_up(&mut job, now);
+                if due {
+                    self.mesh_status_at.insert(job_id, now.instant);
+                    let out = vec![self.status_publish(&job, now)];
+                    self.jobs.insert(job_id, job);
+                    return out;
+                }
+                self.jobs.insert(job_id, job);
+                Vec::new()
+            }
+            JobState::Completed => {
+                c.state = JobState::Completed;
+                c.progress = 100.0;
+                c.fps = 0.0;
+                c.speed = None;
+                c.settling_since = Some(now.ms);
+                let (first, end) = (c.first_segment, c.end_segment);
+                tracing::info!(%job_id, worker_id = %worker, attempt, "chunk completed");
+                // A run that stopped short of its end found the end of the
+                // source.
+                if let Some(done) = status
+                    .segments_done
+                    .filter(|d| *d >= first && *d < wire::MAX_SEGMENTS)
+                {
+                    if end.is_none_or(|e| done < e) && done > 0 {
+                        job.total_segments = Some(done);
+                    }
+                }
+                let mut out = self.settle_chunks(job, now);
+                out.extend(self.dispatch(now));
+                out
+            }
+            JobState::Failed => {
+                let error = status.error.clone().unwrap_or_else(|| {
+                    format!("worker {worker} reported a failure without a reason")
+                });
+                let mut out = match status.error_kind {
+                    Some(ErrorKind::Input) => self.mesh_fail(job, error, ErrorKind::Input, now),
+                    Some(ErrorKind::Busy) => {
+                        job.refused_by = Some(worker.clone());
+                        self.lose_chunk(job, attempt, error, false, now)
+                    }
+                    _ => self.lose_chunk(job, attempt, error, true, now),
+                };
+                out.extend(self.dispatch(now));
+                out
+            }
+            JobState::Cancelled => {
+                tracing::info!(%job_id, worker_id = %worker, attempt, "a chunk was cancelled on its worker; cancelling the job");
+                c.state = JobState::Cancelled;
+                c.settling_since = None;
+                self.jobs.insert(job_id, job);
+                self.cancel(job_id, now)
+                    .map(|(_, out)| out)
+                    .unwrap_or_default()
+            }
+            JobState::Queued | JobState::Assigned => Vec::new(),
+        }
+    }
+
+    /// A chunk ended without its segments (failed, lost, refused): what
+    /// it did not write goes to the next chunk. A failed run counts against
+    /// `max_attempts`.
+    pub(super) fn lose_chunk(
+        &mut self,
+        mut job: Job,
+        attempt: u32,
+        reason: String,
+        counts: bool,
+        now: Now,
+    ) -> Vec<Publish> {
+        let job_id = job.job_id;
+        if let Some(c) = job.chunk_mut(attempt) {
+            self.unlisted.remove(&(job_id, c.worker_id.clone()));
+            c.state = JobState::Failed;
+            c.error = Some(reason.clone());
+            c.fps = 0.0;
+            c.speed = None;
+            c.settling_since = None;
+        }
+        if counts {
+            job.failures += 1;
+        }
+        if job.failures >= self.settings.max_attempts {
+            let error = format!(
+                "gave up after {} failed runs; the last: {reason}",
+                job.failures
+            );
+            return self.mesh_fail(job, error, ErrorKind::Worker, now);
+        }
+        self.metrics.requeues += 1;
+        tracing::warn!(%job_id, attempt, "chunk lost; its missing segments go to the next chunk: {reason}");
+        self.mesh_changed(job, now)
+    }
+
+    /// The whole split job failed: every chunk still running stops.
+    fn mesh_fail(
+        &mut self,
+        mut job: Job,
+        error: String,
+        kind: ErrorKind,
+        now: Now,
+    ) -> Vec<Publish> {
+        let mut out = Vec::new();
+        for c in job.chunks.iter_mut().filter(|c| c.is_active()) {
+            if c.is_running() {
+                out.push(self.fence(&c.worker_id, job.job_id, Some(c.attempt)));
+            }
+            c.state = JobState::Cancelled;
+            c.settling_since = None;
+        }
+        tracing::warn!(job_id = %job.job_id, "job failed: {error}");
+        job.state = JobState::Failed;
+        job.error = Some(error);
+        job.error_kind = Some(kind);
+        job.finished_at = Some(now.ms);
+        job.leave_run(now.ms);
+        self.count_final(&job);
+        out.extend(self.mesh_changed(job, now));
+        out
+    }
+
+    /// Chunks that said they completed: done once their segments are in
+    /// the map (their last reports travel on another topic), and the job
+    /// with them once every segment is there.
+    pub(super) fn settle_chunks(&mut self, mut job: Job, now: Now) -> Vec<Publish> {
+        let job_id = job.job_id;
+        let mut out = Vec::new();
+        let total = job.total_segments;
+        let mut failed = Vec::new();
+        for c in job.chunks.iter_mut().filter(|c| c.settling_since.is_some()) {
+            let end = match (c.end_segment, total) {
+                (Some(e), Some(t)) => Some(e.min(t)),
+                (e, t) => e.or(t),
+            };
+            let own_missing = end.is_none_or(|e| c.next_segment < e);
+            let waited = c
+                .settling_since
+                .is_some_and(|t| now.ms >= t.saturating_add(SETTLE_MS));
+            if own_missing && !waited {
+                continue;
+            }
+            c.settling_since = None;
+            if c.next_segment == c.first_segment && total != Some(c.first_segment) {
+                failed.push((c.attempt, c.worker_id.clone()));
+            }
+        }
+        // Chunks past the end of the source have nothing to do.
+        if let Some(t) = total {
+            for c in job
+                .chunks
+                .iter_mut()
+                .filter(|c| c.is_running() && c.first_segment >= t)
+            {
+                tracing::info!(%job_id, attempt = c.attempt, "chunk starts past the end of the source; stopping it");
+                out.push(Self::fence_publish(
+                    &self.topics,
+                    &c.worker_id,
+                    job_id,
+                    c.attempt,
+                ));
+                c.state = JobState::Cancelled;
+            }
+        }
+        for (attempt, worker) in failed {
+            let reason = format!(
+                "worker {worker} finished chunk {attempt} without a segment the orchestrator could take (see its log for refused segment reports)"
+            );
+            out.extend(self.lose_chunk(job.clone(), attempt, reason, true, now));
+            match self.jobs.get(&job_id) {
+                Some(j) if !j.state.is_final() => job = j.clone(),
+                _ => return out,
+            }
+        }
+        if self.is_complete(&job) {
+            for c in job.chunks.iter_mut().filter(|c| c.is_active()) {
+                if c.is_running() {
+                    out.push(Self::fence_publish(
+                        &self.topics,
+                        &c.worker_id,
+                        job_id,
+                        c.attempt,
+                    ));
+                }
+                c.state = JobState::Cancelled;
+                c.settling_since = None;
+            }
+            job.state = JobState::Completed;
+            job.progress = 100.0;
+            job.error = None;
+            job.error_kind = None;
+            job.finished_at = Some(now.ms);
+            job.leave_run(now.ms);
+            if let Some(total) = job.total_segments {
+                job.listed = job.listed.max(total);
+            }
+            tracing::info!(%job_id, segments = ?job.total_segments, workers = ?job.workers, "job completed");
+            self.count_final(&job);
+        }
+        out.extend(self.mesh_changed(job, now));
+        out
+    }
+
+    /// Stops one chunk's run silently.
+    fn fence_publish(
+        topics: &transcode_common::topics::Topics,
+        worker: &str,
+        job_id: Uuid,
+        attempt: u32,
+    ) -> Publish {
+        Publish {
+            topic: topics.worker_cancel(worker),
+            payload: serde_json::json!({"job_id": job_id, "fenced": true, "attempt": attempt})
+                .to_string()
+                .into_bytes(),
+            retain: false,
+        }
+    }
+
+    /// Lost, stalled and never-started chunks, and settling ones whose wait
+    /// is over.
+    pub(super) fn mesh_tick(
+        &mut self,
+        now: Now,
+        boot_grace_over: bool,
+        stall_watch: bool,
+    ) -> Vec<Publish> {
+        let stall_ms = self.settings.stall_timeout.as_millis() as u64;
+        let assign_ms = self.settings.assign_timeout.as_millis() as u64;
+        // (job, attempt, why, fence the worker, counts as a failed run)
+        let mut lost: Vec<(Uuid, u32, String, Option<String>, bool)> = Vec::new();
+        let mut settling = Vec::new();
+        for job in self
+            .jobs
+            .values()
+            .filter(|j| j.is_mesh_mode && !j.state.is_final())
+        {
+            for c in &job.chunks {
+                if c.settling_since.is_some() {
+                    settling.push(job.job_id);
+                }
+                if !c.is_running() {
+                    continue;
+                }
+                let worker = &c.worker_id;
+                let started = c.state == JobState::Processing;
+                let why = match self.registry.is_online(worker) {
+                    Some(false) => Some((format!("worker {worker} was lost"), None, started)),
+                    None if boot_grace_over => Some((
+                        format!(
+                            "worker {worker} did not come back after the orchestrator restarted"
+                        ),
+                        None,
+                        started,
+                    )),
+                    _ if started
+                        && stall_watch
+                        && now.ms > c.updated_at.saturating_add(stall_ms) =>
+                    {
+                        Some((
+                            format!(
+                                "worker {worker} sent no progress for {} s (stalled)",
+                                self.settings.stall_timeout.as_secs()
+                            ),
+                            Some(worker.clone()),
+                            true,
+                        ))
+                    }
+                    _ if c.state == JobState::Assigned
+                        && now.ms > c.assigned_at.saturating_add(assign_ms) =>
+                    {
+                        Some((
+                            format!(
+                                "worker {worker} did not start chunk {} within {} s",
+                                c.attempt,
+                                self.settings.assign_timeout.as_secs()
+                            ),
+                            Some(worker.clone()),
+                            true,
+                        ))
+                    }
+                    _ => None,
+                };
+                if let Some((reason, fence, counts)) = why {
+                    lost.push((job.job_id, c.attempt, reason, fence, counts));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (job_id, attempt, reason, fence, counts) in lost {
+            if let Some(w) = fence {
+                out.push(self.fence(&w, job_id, Some(attempt)));
+            }
+            let Some(job) = self
+                .jobs
+                .get(&job_id)
+                .filter(|j| !j.state.is_final())
+                .cloned()
+            else {
+                continue;
+            };
+            out.extend(self.lose_chunk(job, attempt, reason, counts, now));
+        }
+        settling.dedup();
+        for job_id in settling {
+            if let Some(job) = self
+                .jobs
+                .get(&job_id)
+                .filter(|j| !j.state.is_final())
+                .cloned()
+            {
+                out.extend(self.settle_chunks(job, now));
+            }
+        }
+        out
+    }
+}
