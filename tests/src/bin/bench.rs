@@ -272,6 +272,91 @@ fn failover_playback() {
     );
 }
 
+/// Seconds from submitting a job to its completion, on `workers` one-thread
+/// workers, split or not.
+fn job_wall_time(seconds: u32, workers: usize, mesh: bool) -> Duration {
+    let sys = System::new();
+    transcode_tests::decode::make_film(&sys.dir.path().join("media/film.mkv"), seconds);
+    let _o = sys.start_orchestrator();
+    let names: Vec<String> = (0..workers).map(|i| format!("w{i}")).collect();
+    let _w: Vec<_> = names
+        .iter()
+        .map(|n| sys.start_worker(n, &[("TRANSCODE_TRANSCODE__THREADS", "1")]))
+        .collect();
+    for n in &names {
+        sys.wait_online(n, true, Duration::from_secs(30));
+    }
+    let t = Instant::now();
+    let id = sys.submit(
+        &serde_json::json!({"source_path": "film.mkv", "resolution": "720p",
+        "bitrate": "2M", "is_mesh_mode": mesh}),
+    );
+    sys.wait_job(&id, "completed", Duration::from_secs(900));
+    t.elapsed()
+}
+
+/// A 2-minute 1080p film to 720p on 1, 2 and 3 one-thread workers, split,
+/// beside the ideal: the plain job's time on one worker divided by the
+/// workers (this machine's cores cap what more workers can give).
+fn mesh_speedup() {
+    let plain = job_wall_time(120, 1, false);
+    println!(
+        "{:<52} {:>8.3} s",
+        "plain job, 2-minute 1080p film, one one-thread worker",
+        plain.as_secs_f64()
+    );
+    for workers in 1..=3 {
+        let split = job_wall_time(120, workers, true);
+        let ideal = plain.as_secs_f64() / workers as f64;
+        println!(
+            "{:<52} {:>8.3} s   beside {:>8.3} s ideal   speedup ×{:.2} (ideal ×{workers})",
+            format!("split job on {workers} one-thread worker(s)"),
+            split.as_secs_f64(),
+            ideal,
+            plain.as_secs_f64() / split.as_secs_f64()
+        );
+    }
+}
+
+/// Seconds from submitting a job until its first segment is on the
+/// orchestrator's playlist, split or not, median of 3 rounds each.
+fn mesh_first_segment() {
+    let sys = System::new();
+    transcode_tests::decode::make_film(&sys.dir.path().join("media/film.mkv"), 30);
+    let _o = sys.start_orchestrator();
+    let _w = [sys.start_worker("a", &[]), sys.start_worker("b", &[])];
+    sys.wait_online("a", true, Duration::from_secs(30));
+    sys.wait_online("b", true, Duration::from_secs(30));
+    let first = |mesh: bool| {
+        let t = Instant::now();
+        let id = sys.submit(
+            &serde_json::json!({"source_path": "film.mkv", "resolution": "720p",
+            "bitrate": "2M", "is_mesh_mode": mesh}),
+        );
+        wait_until(Duration::from_secs(60), "the first segment", || {
+            transcode_tests::get_json(&sys.api(&format!("/api/jobs/{id}")))
+                .and_then(|j| j["listed"].as_u64())
+                .filter(|l| *l >= 1)
+        });
+        let took = t.elapsed();
+        sys.wait_job(&id, "completed", Duration::from_secs(300));
+        took
+    };
+    let (mut plain, mut split) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        plain.push(first(false));
+        split.push(first(true));
+    }
+    plain.sort();
+    split.sort();
+    println!(
+        "{:<52} {:>8.3} s   beside {:>8.3} s (a plain job's, +0.2 s allowed)",
+        "split job: first segment on the playlist (median)",
+        split[1].as_secs_f64(),
+        plain[1].as_secs_f64()
+    );
+}
+
 fn main() {
     println!(
         "transcode-worker benchmarks ({} cores)",
@@ -289,4 +374,6 @@ fn main() {
         figure.print();
     }
     failover_playback();
+    mesh_first_segment();
+    mesh_speedup();
 }
