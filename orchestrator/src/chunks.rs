@@ -12,7 +12,7 @@
 
 use crate::segments::{Seg, Segments};
 
-/// The first chunk's length in seconds; each next one may be twice as long.
+/// The first chunk's length in seconds; the second may be twice as long.
 pub const FIRST_CHUNK_SECONDS: f64 = 8.0;
 /// Later chunks are at least this long (per-run start costs stay small)…
 pub const MIN_CHUNK_SECONDS: f64 = 20.0;
@@ -75,7 +75,11 @@ pub fn next_chunk(
     let start = free_from(plan.priority.min(end)).or_else(|| free_from(0))?;
 
     let seconds = plan.segment_seconds.max(0.001);
-    let ramp = FIRST_CHUNK_SECONDS * 2f64.powi(plan.order.min(16) as i32);
+    let ramp = match plan.order {
+        0 => FIRST_CHUNK_SECONDS,
+        1 => 2.0 * FIRST_CHUNK_SECONDS,
+        _ => MAX_CHUNK_SECONDS,
+    };
     let known_end = plan.total.or(plan.estimate);
     let left = known_end.map(|e| e.saturating_sub(start) as f64 * seconds);
     // Alone, a worker gains nothing from small chunks: each costs a start.
@@ -156,9 +160,8 @@ mod tests {
             (&[], &[], 0, 2, Some((0, Some(2)))),
             // The second: 16 s after the first's claim.
             (&[], &[(0, Some(2))], 1, 2, Some((2, Some(6)))),
-            // Then up to 32 s, but at most a quarter of what is left
-            // (39 segments × 4 s / 4 = 39 s).
-            (&[0, 1], &[(2, Some(6))], 2, 2, Some((6, Some(14)))),
+            // Then a quarter of what is left (39 segments × 4 s / 4 = 39 s).
+            (&[0, 1], &[(2, Some(6))], 2, 2, Some((6, Some(16)))),
             // Later: 31 segments left / 4 = 31 s → 8 segments.
             (
                 &[0, 1, 6],

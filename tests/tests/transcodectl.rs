@@ -71,6 +71,40 @@ fn submit_follow_shows_progress_and_the_stream_url_and_tables_are_readable() {
         "{streams:?}"
     );
 
+    // A split job: its chunks show on the progress line.
+    let out = ctl(
+        &sys,
+        &[
+            "submit",
+            "movie.mkv",
+            "--resolution",
+            "480p",
+            "--bitrate",
+            "1M",
+            "--mesh",
+            "--follow",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with('[') && l.contains(" chunk") && l.contains("desk")),
+        "{stdout}"
+    );
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job ")?.split_whitespace().next())
+        .expect("job id")
+        .to_string();
+    let job = sys.job(&id);
+    assert_eq!(job["is_mesh_mode"], true, "{job}");
+    assert!(
+        job["chunks"].as_array().is_some_and(|c| !c.is_empty()),
+        "{job}"
+    );
+
     let jobs = text(&ctl(&sys, &["jobs"]).stdout);
     let header = jobs.lines().next().unwrap_or_default();
     for column in ["JOB", "STATE", "PROGRESS", "WORKER", "SOURCE"] {

@@ -23,9 +23,9 @@ use uuid::Uuid;
 
 use crate::command::{self, EncodeSpec, RunWindow, PLAYLIST};
 use crate::heartbeat::Activity;
+use crate::media;
 use crate::outputs::{Held, Outputs};
 use crate::progress::{self, ProgressParser};
-use crate::{ffprobe, media};
 
 /// How long FFmpeg has to stop after `q` before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_millis(1500);
@@ -82,6 +82,8 @@ struct State {
     fps: HashMap<Uuid, f64>,
     /// Assignments by how they ended, for `/metrics`.
     results: HashMap<&'static str, u64>,
+    /// What the last runs found probing their sources (see `source`).
+    probes: source::Probes,
 }
 
 /// What `/metrics` reports about jobs.
@@ -506,16 +508,8 @@ impl Jobs {
                 )
             }
         };
-        let head = read_head(&source);
-        if let Err(e) = ffprobe::sniff(&head) {
-            return Outcome::Failed(
-                ErrorKind::Input,
-                format!("worker {worker_id}: source {:?}: {e}", a.source_path),
-            );
-        }
         let input = media::ffmpeg_input(&source);
-        let mut info = match ffprobe::probe(&settings.ffprobe, &input, settings.probe_timeout).await
-        {
+        let info = match self.source_info(a, &source, &input).await {
             Ok(info) => info,
             Err(e) => {
                 return Outcome::Failed(
@@ -524,27 +518,6 @@ impl Jobs {
                 )
             }
         };
-        // The container's word on the frame rate is checked against the
-        // frames' timestamps: a variable rate is made constant.
-        let stamps = ffprobe::sample_frame_times(
-            &settings.ffprobe,
-            &input,
-            info.duration,
-            settings.probe_timeout,
-        )
-        .await;
-        if let Some((true, average)) = ffprobe::frame_timing(&stamps, info.fps) {
-            let rate = ffprobe::standard_rate((((average * 1000.0).round()) as u32, 1000));
-            tracing::info!(
-                stated = info.fps,
-                average,
-                ?rate,
-                "the source's frame rate varies; it is made constant"
-            );
-            info.variable_rate = true;
-            info.rate = rate;
-            info.fps = f64::from(rate.0) / f64::from(rate.1);
-        }
         // The job's grid: the one its first run decided, or ours when this
         // is the first run.
         let grid = a
@@ -731,8 +704,12 @@ impl Jobs {
         let mut reporter = SegmentReporter {
             next: start_number,
             end: window.segment_count.map(|c| start_number + c),
+            // Whole segments only: a container's length runs a little past
+            // the last frame (its audio), and an estimate one short costs
+            // nothing (the last chunk runs to the real end) where one too
+            // many costs a chunk that finds nothing.
             job_segments: total.map(|t| {
-                ((t / grid.segment_seconds() - 1e-6).ceil().max(1.0) as u64).min(wire::MAX_SEGMENTS)
+                ((t / grid.segment_seconds()).floor().max(1.0) as u64).min(wire::MAX_SEGMENTS)
             }),
         };
         self.announce_grid(a, &held, &reporter).await;
@@ -859,19 +836,6 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mu
     }
 }
 
-/// The first bytes of a file (empty when it cannot be read).
-fn read_head(path: &std::path::Path) -> Vec<u8> {
-    use std::io::Read;
-    let mut head = vec![0u8; 512];
-    match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
-        Ok(n) => {
-            head.truncate(n);
-            head
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
 fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
     let mut cmd = Command::new(ffmpeg);
     cmd.args(args)
@@ -899,5 +863,6 @@ fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
 }
 
 mod segments;
+mod source;
 
 use segments::SegmentReporter;
