@@ -130,6 +130,26 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk just given to `worker_id`: segments `first..end`.
+    pub fn new(attempt: u32, worker_id: &str, first: u64, end: Option<u64>, now_ms: u64) -> Chunk {
+        Chunk {
+            attempt,
+            worker_id: worker_id.to_string(),
+            first_segment: first,
+            end_segment: end,
+            state: JobState::Assigned,
+            next_segment: first,
+            progress: 0.0,
+            fps: 0.0,
+            speed: None,
+            error: None,
+            assigned_at: now_ms,
+            updated_at: now_ms,
+            processing_since: None,
+            settling_since: None,
+        }
+    }
+
     /// Holds its worker.
     pub fn is_running(&self) -> bool {
         matches!(self.state, JobState::Assigned | JobState::Processing)
@@ -367,22 +387,7 @@ mod tests {
         assert!(!job.same_request(&request()));
         job.encoder = Some("libx264".into());
         job.attempt = 9;
-        let chunk = |attempt, first, end| Chunk {
-            attempt,
-            worker_id: "w2".into(),
-            first_segment: first,
-            end_segment: end,
-            state: JobState::Assigned,
-            next_segment: first,
-            progress: 0.0,
-            fps: 0.0,
-            speed: None,
-            error: None,
-            assigned_at: 0,
-            updated_at: 0,
-            processing_since: None,
-            settling_since: None,
-        };
+        let chunk = |attempt, first, end| Chunk::new(attempt, "w2", first, end, 0);
         let cases = [
             (chunk(3, 0, Some(2)), (None, Some(2))),
             (chunk(4, 2, Some(6)), (Some(2), Some(4))),

@@ -712,7 +712,6 @@ impl Jobs {
                 ((t / grid.segment_seconds()).floor().max(1.0) as u64).min(wire::MAX_SEGMENTS)
             }),
         };
-        self.announce_grid(a, &held, &reporter).await;
         let mut watch = tokio::time::interval(SEGMENT_POLL);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopped: Option<StopReason> = None;

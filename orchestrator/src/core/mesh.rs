@@ -4,8 +4,8 @@
 //! A chunk is a run of whole segments on one worker, named by its attempt
 //! number (unique in the job). Chunks are cut by `chunks::next_chunk` when a
 //! worker is free: the first one before anything is known (like a plain
-//! job's run, but short), the others once the first run's segment report
-//! brought the job's grid and its length estimate. Every chunk uses the
+//! job's run, but short), the others once the first run's first segment
+//! is on the playlist (its report brings the job's grid and length). Every chunk uses the
 //! job's grid and one encoder, so the parts join like the runs of a moved
 //! plain job. A worker reports a chunk on `.../jobs/{id}/chunks/{attempt}`;
 //! the job's own status topic is the orchestrator's, summing the chunks up.
@@ -36,9 +36,11 @@ impl Core {
     /// Whether a split job can take another chunk now, and which.
     pub(super) fn next_chunk(&self, job: &Job, workers: usize) -> Option<(u64, Option<u64>)> {
         let active = job.chunks.iter().filter(|c| c.is_active()).count();
-        // Later chunks wait for the job's grid (the first run's first
-        // segment report): every chunk must cut on it.
-        if job.grid.is_none() && active > 0 {
+        // Later chunks wait for the first segment on the playlist: every
+        // chunk must cut on the job's grid, which its report brings, and
+        // until the viewer has it no other encode should compete with it
+        // (two workers may share a machine's cores).
+        if (job.grid.is_none() || job.listed == 0) && active > 0 {
             return None;
         }
         let claimed: Vec<(u64, Option<u64>)> = job
@@ -119,22 +121,7 @@ impl Core {
             job.encoder = self.mesh_encoder(worker);
         }
         job.attempt += 1;
-        let chunk = Chunk {
-            attempt: job.attempt,
-            worker_id: worker.to_string(),
-            first_segment: first,
-            end_segment: end,
-            state: JobState::Assigned,
-            next_segment: first,
-            progress: 0.0,
-            fps: 0.0,
-            speed: None,
-            error: None,
-            assigned_at: now.ms,
-            updated_at: now.ms,
-            processing_since: None,
-            settling_since: None,
-        };
+        let chunk = Chunk::new(job.attempt, worker, first, end, now.ms);
         let assignment = job.chunk_assignment(&chunk);
         job.chunks.push(chunk);
         if !job.workers.iter().any(|w| w == worker) {
@@ -421,14 +408,7 @@ impl Core {
         kind: ErrorKind,
         now: Now,
     ) -> Vec<Publish> {
-        let mut out = Vec::new();
-        for c in job.chunks.iter_mut().filter(|c| c.is_active()) {
-            if c.is_running() {
-                out.push(self.fence(&c.worker_id, job.job_id, Some(c.attempt)));
-            }
-            c.state = JobState::Cancelled;
-            c.settling_since = None;
-        }
+        let mut out = self.stop_chunks(&mut job, |_| true);
         tracing::warn!(job_id = %job.job_id, "job failed: {error}");
         job.state = JobState::Failed;
         job.error = Some(error);
@@ -467,20 +447,7 @@ impl Core {
         }
         // Chunks past the end of the source have nothing to do.
         if let Some(t) = total {
-            for c in job
-                .chunks
-                .iter_mut()
-                .filter(|c| c.is_running() && c.first_segment >= t)
-            {
-                tracing::info!(%job_id, attempt = c.attempt, "chunk starts past the end of the source; stopping it");
-                out.push(Self::fence_publish(
-                    &self.topics,
-                    &c.worker_id,
-                    job_id,
-                    c.attempt,
-                ));
-                c.state = JobState::Cancelled;
-            }
+            out.extend(self.stop_chunks(&mut job, |c| c.is_running() && c.first_segment >= t));
         }
         for (attempt, worker) in failed {
             let reason = format!(
@@ -493,18 +460,7 @@ impl Core {
             }
         }
         if self.is_complete(&job) {
-            for c in job.chunks.iter_mut().filter(|c| c.is_active()) {
-                if c.is_running() {
-                    out.push(Self::fence_publish(
-                        &self.topics,
-                        &c.worker_id,
-                        job_id,
-                        c.attempt,
-                    ));
-                }
-                c.state = JobState::Cancelled;
-                c.settling_since = None;
-            }
+            out.extend(self.stop_chunks(&mut job, |_| true));
             job.state = JobState::Completed;
             job.progress = 100.0;
             job.error = None;
@@ -521,20 +477,25 @@ impl Core {
         out
     }
 
-    /// Stops one chunk's run silently.
-    fn fence_publish(
-        topics: &transcode_common::topics::Topics,
-        worker: &str,
-        job_id: Uuid,
-        attempt: u32,
-    ) -> Publish {
-        Publish {
-            topic: topics.worker_cancel(worker),
-            payload: serde_json::json!({"job_id": job_id, "fenced": true, "attempt": attempt})
-                .to_string()
-                .into_bytes(),
-            retain: false,
+    /// Ends the job's active chunks that `which` picks; those still
+    /// running are told to stop, silently.
+    fn stop_chunks(&self, job: &mut Job, which: impl Fn(&Chunk) -> bool) -> Vec<Publish> {
+        let mut out = Vec::new();
+        for c in job.chunks.iter_mut().filter(|c| c.is_active() && which(c)) {
+            if c.is_running() {
+                tracing::info!(job_id = %job.job_id, worker_id = %c.worker_id, attempt = c.attempt, "chunk no longer needed; stopping it");
+                out.push(Publish {
+                    topic: self.topics.worker_cancel(&c.worker_id),
+                    payload: serde_json::json!({"job_id": job.job_id, "fenced": true, "attempt": c.attempt})
+                        .to_string()
+                        .into_bytes(),
+                    retain: false,
+                });
+            }
+            c.state = JobState::Cancelled;
+            c.settling_since = None;
         }
+        out
     }
 
     /// Lost, stalled and never-started chunks, and settling ones whose wait

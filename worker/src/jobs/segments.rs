@@ -73,34 +73,6 @@ impl Jobs {
         self.send_report(&report).await;
     }
 
-    /// The first run of a job says at once which grid it cuts on (and how
-    /// long the source is), before its first segment: the other parts of a
-    /// split job need it to start.
-    pub(super) async fn announce_grid(
-        &self,
-        a: &JobAssignment,
-        held: &Held,
-        reporter: &SegmentReporter,
-    ) {
-        if a.grid.is_some() || !a.is_mesh_mode {
-            return;
-        }
-        let _order = self.inner.reporting.lock().await;
-        let report = SegmentReport {
-            worker_id: self.worker_id().to_string(),
-            job_id: a.job_id,
-            attempt: a.attempt,
-            segments: Vec::new(),
-            inventory: false,
-            covers: None,
-            grid: held.grid,
-            encoding: held.encoding.clone(),
-            job_segments: reporter.job_segments,
-            timestamp: Some(unix_ms()),
-        };
-        self.send_report(&report).await;
-    }
-
     async fn send_report(&self, report: &SegmentReport) {
         let topic = self.inner.topics.worker_segments(self.worker_id());
         if let Err(e) = self

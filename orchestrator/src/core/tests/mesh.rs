@@ -39,9 +39,8 @@ impl Rig {
         )
     }
 
-    /// The first run's word on the grid and the job's length, before its
-    /// first segment.
-    fn announce(
+    /// The first run's first segment, with the job's length by its probe.
+    fn first_segment(
         &mut self,
         id: Uuid,
         worker: &str,
@@ -49,7 +48,8 @@ impl Rig {
         job_segments: u64,
     ) -> Vec<Publish> {
         let report = json!({"worker_id": worker, "job_id": id, "attempt": attempt,
-            "segments": [], "encoding": "libx264 1280x720 1000k aac", "job_segments": job_segments,
+            "segments": [{"index": 0, "duration": 4.0}], "encoding": "libx264 1280x720 1000k aac",
+            "job_segments": job_segments,
             "grid": {"segment_frames": 120, "fps_num": 30, "fps_den": 1}});
         let now = self.now;
         self.core
@@ -108,9 +108,9 @@ fn a_split_job_goes_to_every_free_worker_in_chunks_and_completes() {
     assert_eq!(count, 2);
     let other = if first == "a" { "b" } else { "a" };
     r.chunk_status(id, &first, 1, "processing", json!({}));
-    // The grid and the length (20 segments) are known: the other worker
-    // takes the next chunk at once.
-    let out = r.announce(id, &first, 1, 20);
+    // The first segment is on the playlist, the grid and the length (20
+    // segments) are known: the other worker takes the next chunk at once.
+    let out = r.first_segment(id, &first, 1, 20);
     let orders = chunk_orders(&out);
     assert_eq!(
         orders,
@@ -124,7 +124,7 @@ fn a_split_job_goes_to_every_free_worker_in_chunks_and_completes() {
     assert_eq!(r.job(id).fps, 70.0, "fps is the sum of the chunks'");
 
     // The first chunk ends; its worker takes the next one.
-    r.segments(id, &first, 1, &[0, 1]);
+    r.segments(id, &first, 1, &[1]);
     let out = r.chunk_status(id, &first, 1, "completed", json!({"segments_done": 2}));
     let orders = chunk_orders(&out);
     assert_eq!(orders.len(), 1, "{orders:?}");
@@ -205,7 +205,7 @@ fn a_lost_worker_s_chunk_runs_again_and_cancel_stops_every_chunk() {
     let first = chunk_orders(&out)[0].0.clone();
     let other = if first == "a" { "b" } else { "a" };
     r.chunk_status(id, &first, 1, "processing", json!({}));
-    r.announce(id, &first, 1, 40);
+    r.first_segment(id, &first, 1, 40);
     r.chunk_status(id, other, 2, "processing", json!({}));
     r.segments(id, other, 2, &[2, 3]);
     // The other worker goes silent: its chunk is lost, counted.
@@ -226,7 +226,7 @@ fn a_lost_worker_s_chunk_runs_again_and_cancel_stops_every_chunk() {
     assert_eq!(r.job(id).failures, 1);
     // The first worker finishes its chunk and takes over the lost one from
     // its first missing segment (2 and 3 went with their holder).
-    r.segments(id, &first, 1, &[0, 1]);
+    r.segments(id, &first, 1, &[1]);
     let out = r.chunk_status(id, &first, 1, "completed", json!({"segments_done": 2}));
     let orders = chunk_orders(&out);
     assert_eq!(orders.len(), 1, "{orders:?}");
