@@ -77,7 +77,8 @@ pub fn next_chunk(
     let seconds = plan.segment_seconds.max(0.001);
     let ramp = match plan.order {
         0 => FIRST_CHUNK_SECONDS,
-        1 => 2.0 * FIRST_CHUNK_SECONDS,
+        // (A worker alone gains nothing from a second short chunk.)
+        1 if plan.workers > 1 => 2.0 * FIRST_CHUNK_SECONDS,
         _ => MAX_CHUNK_SECONDS,
     };
     let known_end = plan.total.or(plan.estimate);
@@ -181,6 +182,8 @@ mod tests {
             (&[0, 1, 2, 5, 6], &[(7, None)], 9, 2, Some((3, Some(5)))),
             // Alone, a worker takes what the ramp allows: here the rest.
             (&[], &[(0, Some(14))], 4, 1, Some((14, None))),
+            // …and after its first chunk, up to 3 minutes at once.
+            (&[0, 1], &[], 1, 1, Some((2, None))),
             // Three workers share the rest thinner.
             (&[], &[(0, Some(15))], 5, 3, Some((15, Some(20)))),
         ];
