@@ -154,22 +154,21 @@ impl Core {
     }
 
     /// The job's state, progress, speed and ETA from its chunks and map.
-    fn mesh_sum_up(&self, job: &mut Job, now: Now) {
+    pub(super) fn mesh_sum_up(&self, job: &mut Job, now: Now) {
         // Running first, then the last finished ones.
         job.chunks
             .sort_by_key(|c| (!c.is_active(), c.first_segment, c.attempt));
-        let finished: Vec<usize> = (0..job.chunks.len())
-            .filter(|i| !job.chunks[*i].is_active())
+        // The oldest finished chunks go first (their attempts are lowest).
+        let mut finished: Vec<u32> = job
+            .chunks
+            .iter()
+            .filter(|c| !c.is_active())
+            .map(|c| c.attempt)
             .collect();
         if finished.len() > KEEP_FINISHED {
-            let mut drop = finished.len() - KEEP_FINISHED;
-            job.chunks.retain(|c| {
-                if drop > 0 && !c.is_active() {
-                    drop -= 1;
-                    return false;
-                }
-                true
-            });
+            finished.sort_unstable();
+            let cutoff = finished[finished.len() - KEEP_FINISHED - 1];
+            job.chunks.retain(|c| c.is_active() || c.attempt > cutoff);
         }
         if job.state.is_final() {
             return;

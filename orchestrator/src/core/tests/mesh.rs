@@ -246,3 +246,27 @@ fn a_lost_worker_s_chunk_runs_again_and_cancel_stops_every_chunk() {
         .any(|p| p.topic == format!("transcode/workers/{first}/cancel")));
     assert!(job.chunks.iter().all(|c| !c.is_active()));
 }
+
+#[test]
+fn a_job_keeps_its_running_chunks_and_the_latest_finished_ones() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit_mesh("film.mkv");
+    let mut job = r.job(id);
+    job.chunks = (1..=60)
+        .map(|attempt| {
+            let mut c = crate::job::Chunk::new(attempt, "a", u64::from(attempt), None, 0);
+            if attempt != 30 {
+                c.state = JobState::Completed;
+            }
+            c
+        })
+        .collect();
+    let now = r.now;
+    r.core.mesh_sum_up(&mut job, now);
+    let kept: Vec<u32> = job.chunks.iter().map(|c| c.attempt).collect();
+    assert_eq!(kept.len(), 49, "{kept:?}");
+    // The running one first, then the 48 newest finished ones.
+    assert_eq!(kept[0], 30);
+    assert!(kept[1..].iter().all(|a| *a >= 12), "{kept:?}");
+}
