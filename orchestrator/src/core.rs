@@ -222,7 +222,22 @@ impl Core {
     /// job on that worker is the one we want.
     fn fence(&self, worker_id: &str, job_id: Uuid, attempt: Option<u32>) -> Publish {
         tracing::warn!(worker_id, %job_id, ?attempt, "worker still runs a job that moved on; telling it to stop");
-        let mut payload = serde_json::json!({"job_id": job_id, "fenced": true});
+        self.stop_message(worker_id, job_id, attempt, true)
+    }
+
+    /// A message on a worker's cancel topic: stop the job (with `attempt`,
+    /// that run). `fenced`: silently, as the job moved on.
+    fn stop_message(
+        &self,
+        worker_id: &str,
+        job_id: Uuid,
+        attempt: Option<u32>,
+        fenced: bool,
+    ) -> Publish {
+        let mut payload = serde_json::json!({"job_id": job_id});
+        if fenced {
+            payload["fenced"] = true.into();
+        }
         if let Some(a) = attempt {
             payload["attempt"] = a.into();
         }
@@ -389,13 +404,7 @@ impl Core {
         let mut out = Vec::new();
         for c in job.chunks.iter_mut().filter(|c| c.is_active()) {
             if c.is_running() {
-                out.push(Publish {
-                    topic: self.topics.worker_cancel(&c.worker_id),
-                    payload: serde_json::json!({"job_id": job_id, "attempt": c.attempt})
-                        .to_string()
-                        .into_bytes(),
-                    retain: false,
-                });
+                out.push(self.stop_message(&c.worker_id, job_id, Some(c.attempt), false));
             }
             c.state = JobState::Cancelled;
             c.settling_since = None;
@@ -404,13 +413,7 @@ impl Core {
         }
         if job.is_running() && !job.is_mesh_mode {
             if let Some(w) = &job.worker_id {
-                out.push(Publish {
-                    topic: self.topics.worker_cancel(w),
-                    payload: serde_json::json!({"job_id": job_id})
-                        .to_string()
-                        .into_bytes(),
-                    retain: false,
-                });
+                out.push(self.stop_message(w, job_id, None, false));
             }
         }
         job.state = JobState::Cancelled;
@@ -932,19 +935,21 @@ impl Core {
                 let Some(mut job) = self.jobs.get(&job_id).cloned() else {
                     continue 'jobs;
                 };
+                // A worker that refused the job is not asked again until
+                // its next heartbeat.
+                let refused = job.refused_by.as_deref();
+                let willing: Vec<Candidate> = candidates
+                    .iter()
+                    .filter(|c| Some(c.heartbeat.worker_id.as_str()) != refused)
+                    .cloned()
+                    .collect();
                 if job.is_mesh_mode {
-                    let able: Vec<Candidate> = candidates
-                        .iter()
-                        .filter(|c| c.online && self.may_take_chunk(&job, &c.heartbeat.worker_id))
-                        .cloned()
-                        .collect();
-                    let refused = job.refused_by.as_deref();
-                    let willing: Vec<Candidate> = able
-                        .iter()
-                        .filter(|c| Some(c.heartbeat.worker_id.as_str()) != refused)
-                        .cloned()
-                        .collect();
-                    let Some(worker) = scheduler::pick(&willing).map(str::to_string) else {
+                    let can_take = |c: &&Candidate| {
+                        c.online && self.may_take_chunk(&job, &c.heartbeat.worker_id)
+                    };
+                    let able = candidates.iter().filter(can_take).count();
+                    let takers: Vec<Candidate> = willing.iter().filter(can_take).cloned().collect();
+                    let Some(worker) = scheduler::pick(&takers).map(str::to_string) else {
                         if job.state == JobState::Queued {
                             break 'jobs;
                         }
@@ -952,7 +957,7 @@ impl Core {
                     };
                     // Workers that could share the job: those that run a
                     // chunk of it and those free to take one.
-                    let sharing = able.len() + job.chunks.iter().filter(|c| c.is_running()).count();
+                    let sharing = able + job.chunks.iter().filter(|c| c.is_running()).count();
                     match self.assign_chunk(job_id, &worker, sharing, now) {
                         Some(published) => out.extend(published),
                         None => {
@@ -968,12 +973,6 @@ impl Core {
                 // A requeued job goes to another worker than the one that lost,
                 // refused or failed it, unless nobody else can take it.
                 let avoid = job.workers.last().map(String::as_str);
-                let refused = job.refused_by.as_deref();
-                let willing: Vec<Candidate> = candidates
-                    .iter()
-                    .filter(|c| Some(c.heartbeat.worker_id.as_str()) != refused)
-                    .cloned()
-                    .collect();
                 let others: Vec<Candidate> = willing
                     .iter()
                     .filter(|c| Some(c.heartbeat.worker_id.as_str()) != avoid)

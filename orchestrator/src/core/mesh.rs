@@ -483,13 +483,7 @@ impl Core {
         for c in job.chunks.iter_mut().filter(|c| c.is_active() && which(c)) {
             if c.is_running() {
                 tracing::info!(job_id = %job.job_id, worker_id = %c.worker_id, attempt = c.attempt, "chunk no longer needed; stopping it");
-                out.push(Publish {
-                    topic: self.topics.worker_cancel(&c.worker_id),
-                    payload: serde_json::json!({"job_id": job.job_id, "fenced": true, "attempt": c.attempt})
-                        .to_string()
-                        .into_bytes(),
-                    retain: false,
-                });
+                out.push(self.stop_message(&c.worker_id, job.job_id, Some(c.attempt), true));
             }
             c.state = JobState::Cancelled;
             c.settling_since = None;

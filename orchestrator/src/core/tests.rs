@@ -74,15 +74,31 @@ impl Rig {
     }
 
     fn submit(&mut self, source: &str) -> (Uuid, Vec<Publish>) {
-        let req: JobRequest = wire::decode(
-            json!({"source_path": source, "resolution": "720p", "bitrate": "1M"})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
+        self.submit_request(json!({"source_path": source, "resolution": "720p", "bitrate": "1M"}))
+    }
+
+    fn submit_request(&mut self, request: Value) -> (Uuid, Vec<Publish>) {
+        let req: JobRequest = wire::decode(request.to_string().as_bytes()).unwrap();
         let now = self.now;
         let (job, out) = self.core.submit(req, now).unwrap();
         (job.job_id, out)
+    }
+
+    /// A worker's status payload, with `extra` fields over the usual ones.
+    fn status_payload(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        state: &str,
+        attempt: u32,
+        extra: Value,
+    ) -> Vec<u8> {
+        let mut s = json!({"job_id": job_id, "state": state, "progress": 10, "fps": 30,
+            "worker_id": worker, "attempt": attempt, "timestamp": self.now.ms});
+        if let (Some(obj), Some(more)) = (s.as_object_mut(), extra.as_object()) {
+            obj.extend(more.clone());
+        }
+        s.to_string().into_bytes()
     }
 
     fn status(
@@ -93,14 +109,9 @@ impl Rig {
         attempt: u32,
         extra: Value,
     ) -> Vec<Publish> {
-        let mut s = json!({"job_id": job_id, "state": state, "progress": 10, "fps": 30,
-            "worker_id": worker, "attempt": attempt, "timestamp": self.now.ms});
-        if let (Some(obj), Some(more)) = (s.as_object_mut(), extra.as_object()) {
-            obj.extend(more.clone());
-        }
+        let payload = self.status_payload(job_id, worker, state, attempt, extra);
         let now = self.now;
-        self.core
-            .on_status(&job_id.to_string(), s.to_string().as_bytes(), now)
+        self.core.on_status(&job_id.to_string(), &payload, now)
     }
 
     fn job(&self, id: Uuid) -> Job {

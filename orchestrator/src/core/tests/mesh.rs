@@ -5,16 +5,8 @@ use super::*;
 
 impl Rig {
     fn submit_mesh(&mut self, source: &str) -> (Uuid, Vec<Publish>) {
-        let req: JobRequest = wire::decode(
-            json!({"source_path": source, "resolution": "720p", "bitrate": "1M",
-                   "is_mesh_mode": true})
-            .to_string()
-            .as_bytes(),
-        )
-        .unwrap();
-        let now = self.now;
-        let (job, out) = self.core.submit(req, now).unwrap();
-        (job.job_id, out)
+        self.submit_request(json!({"source_path": source, "resolution": "720p",
+            "bitrate": "1M", "is_mesh_mode": true}))
     }
 
     fn chunk_status(
@@ -25,18 +17,31 @@ impl Rig {
         state: &str,
         extra: Value,
     ) -> Vec<Publish> {
-        let mut s = json!({"job_id": job_id, "state": state, "progress": 10, "fps": 30,
-            "worker_id": worker, "attempt": attempt, "timestamp": self.now.ms});
-        if let (Some(obj), Some(more)) = (s.as_object_mut(), extra.as_object()) {
-            obj.extend(more.clone());
-        }
+        let payload = self.status_payload(job_id, worker, state, attempt, extra);
         let now = self.now;
-        self.core.on_chunk_status(
-            &job_id.to_string(),
-            &attempt.to_string(),
-            s.to_string().as_bytes(),
-            now,
-        )
+        self.core
+            .on_chunk_status(&job_id.to_string(), &attempt.to_string(), &payload, now)
+    }
+
+    /// The worker completes its chunk with `done` segments and gets the
+    /// next one: (worker, segment_offset, segment_count, attempt).
+    fn complete_chunk(
+        &mut self,
+        id: Uuid,
+        worker: &str,
+        attempt: u32,
+        done: u64,
+    ) -> (String, Value, Value, Value) {
+        let out = self.chunk_status(
+            id,
+            worker,
+            attempt,
+            "completed",
+            json!({"segments_done": done}),
+        );
+        let orders = chunk_orders(&out);
+        assert_eq!(orders.len(), 1, "{orders:?}");
+        orders[0].clone()
     }
 
     /// The first run's first segment, with the job's length by its probe.
@@ -125,13 +130,8 @@ fn a_split_job_goes_to_every_free_worker_in_chunks_and_completes() {
 
     // The first chunk ends; its worker takes the next one.
     r.segments(id, &first, 1, &[1]);
-    let out = r.chunk_status(id, &first, 1, "completed", json!({"segments_done": 2}));
-    let orders = chunk_orders(&out);
-    assert_eq!(orders.len(), 1, "{orders:?}");
-    assert_eq!(
-        (orders[0].0.as_str(), &orders[0].1),
-        (first.as_str(), &json!(6))
-    );
+    let (worker, offset, _, _) = r.complete_chunk(id, &first, 1, 2);
+    assert_eq!((worker.as_str(), offset), (first.as_str(), json!(6)));
     let (listed_now, ended) = listed(&r.playlist(id));
     assert_eq!((listed_now.len(), ended), (2, false));
 
@@ -227,14 +227,9 @@ fn a_lost_worker_s_chunk_runs_again_and_cancel_stops_every_chunk() {
     // The first worker finishes its chunk and takes over the lost one from
     // its first missing segment (2 and 3 went with their holder).
     r.segments(id, &first, 1, &[1]);
-    let out = r.chunk_status(id, &first, 1, "completed", json!({"segments_done": 2}));
-    let orders = chunk_orders(&out);
-    assert_eq!(orders.len(), 1, "{orders:?}");
-    assert_eq!(
-        (orders[0].0.as_str(), &orders[0].1),
-        (first.as_str(), &json!(2))
-    );
-    let attempt = orders[0].3.as_u64().unwrap() as u32;
+    let (worker, offset, _, attempt) = r.complete_chunk(id, &first, 1, 2);
+    assert_eq!((worker.as_str(), offset), (first.as_str(), json!(2)));
+    let attempt = attempt.as_u64().unwrap() as u32;
     r.chunk_status(id, &first, attempt, "processing", json!({}));
 
     // Cancel reaches every worker running a chunk.
