@@ -14,9 +14,11 @@
 //! - [`mqtt_url`]: parsing `mqtt://host:port` broker addresses.
 
 pub mod config;
+pub mod media;
 pub mod metrics;
 pub mod mqtt;
 pub mod mqtt_url;
+pub mod net;
 pub mod topics;
 pub mod validate;
 pub mod wire;

@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::validate::{self, Bitrate, Resolution};
 
+mod media;
 mod stream;
+pub use media::{MediaEntry, MediaKind, MediaListing};
 pub use stream::{
     ChunkStatus, Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport,
     MAX_REPORT_SEGMENTS, MAX_SEGMENTS, MAX_SEGMENT_SECONDS,
@@ -145,7 +147,8 @@ impl Heartbeat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobAssignment {
     pub job_id: Uuid,
-    /// Relative to the worker's media root.
+    /// Relative to the media root: the worker's own copy, or the
+    /// orchestrator's at `source_url`.
     pub source_path: String,
     pub resolution: Resolution,
     pub bitrate: Bitrate,
@@ -179,7 +182,19 @@ pub struct JobAssignment {
     /// absent: the worker's best.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<String>,
+    /// Where a worker without its own copy of the source reads it: an
+    /// `http://` URL on the orchestrator, signed for this run, valid while
+    /// it goes. Absent: the orchestrator serves no media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// The source's size in bytes on the orchestrator: a worker's own copy
+    /// is used only when it has the same size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_size: Option<u64>,
 }
+
+/// The longest `source_url` an assignment may carry.
+pub const MAX_SOURCE_URL_LEN: usize = 8 * 1024;
 
 /// The H.264 encoders a worker may prove, best first.
 pub const H264_ENCODERS: [&str; 7] = [
@@ -227,6 +242,17 @@ impl JobAssignment {
         }
         if let Some(g) = &self.grid {
             g.validate().map_err(|e| format!("grid: {e}"))?;
+        }
+        if let Some(url) = &self.source_url {
+            let shown = validate::truncate(url, 80);
+            if url.len() > MAX_SOURCE_URL_LEN
+                || !url.starts_with("http://")
+                || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(format!(
+                    "source_url: {shown:?} is not an http:// URL without spaces of at most {MAX_SOURCE_URL_LEN} bytes"
+                ));
+            }
         }
         if let Some(e) = &self.encoder {
             if !H264_ENCODERS.contains(&e.as_str()) {
@@ -526,6 +552,25 @@ mod tests {
         assert_eq!(a.bitrate, Bitrate(10_000_000));
         assert_eq!(a.attempt, 1);
         assert!(a.validate().is_ok());
+    }
+
+    #[test]
+    fn source_urls_are_plain_http() {
+        let long = format!("http://a/{}", "x".repeat(MAX_SOURCE_URL_LEN));
+        let cases = [
+            ("http://udoo:8000/source/j/1/a.mkv?sig=00", true),
+            ("https://udoo/source", false),
+            ("file:/etc/passwd", false),
+            ("concat:http://a|http://b", false),
+            ("http://a/b c", false),
+            ("http://a/b\nc", false),
+            (long.as_str(), false),
+        ];
+        for (url, ok) in cases {
+            let mut a: JobAssignment = round_trip(SEED_ASSIGNMENT);
+            a.source_url = Some(url.to_string());
+            assert_eq!(a.validate().is_ok(), ok, "{url}");
+        }
     }
 
     #[test]

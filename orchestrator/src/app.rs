@@ -15,12 +15,34 @@ use transcode_common::wire::{self, JobRequest};
 use crate::config::OrchestratorConfig;
 use crate::core::{Core, CoreSettings, Now, Publish};
 use crate::http::{self, ApiState};
+use crate::media::listing::Durations;
+use crate::media::Media;
 use crate::store::Store;
 
 /// How often time-driven work runs (timeouts, dispatch, pruning).
 const TICK_EVERY: Duration = Duration::from_millis(500);
 /// How long shutdown waits for the broker to take our goodbye.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The send buffer of every HTTP connection (Linux doubles it). A source
+/// file streams into the socket only this far ahead of the worker's reads:
+/// FFmpeg seeks by closing a connection, and whatever was sent ahead is
+/// wasted. Still a full gigabit at 1 ms of round trip.
+const HTTP_SEND_BUFFER: u32 = 64 * 1024;
+
+/// Binds the HTTP listener; its connections inherit the send buffer.
+fn http_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(HTTP_SEND_BUFFER)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
 
 /// Runs the orchestrator until `shutdown` resolves.
 pub async fn run(
@@ -30,11 +52,9 @@ pub async fn run(
     let topics = config.topics();
 
     let http_listen = config.http_listen();
-    let listener = tokio::net::TcpListener::bind(http_listen)
-        .await
-        .with_context(|| {
-            format!("cannot listen for HTTP on {http_listen} (http.listen); is the port taken?")
-        })?;
+    let listener = http_listener(http_listen).with_context(|| {
+        format!("cannot listen for HTTP on {http_listen} (http.listen); is the port taken?")
+    })?;
 
     let store = Store::open(&config.state.dir)?;
     let core = Core::open(
@@ -56,6 +76,25 @@ pub async fn run(
         Now::current(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut core = core;
+    let media = match config.media_root() {
+        Some(root) => {
+            let media = Media::open(
+                root,
+                config.media_serves(),
+                &config.state.dir,
+                config.public_url(),
+            )?;
+            if media.serves() {
+                tracing::info!(root = %media.root().display(), url = %config.public_url(), "serving the media library to workers without their own copy");
+            } else {
+                tracing::info!(root = %media.root().display(), "media library listed, not served (media.serve = false)");
+            }
+            Some(Arc::new(media))
+        }
+        None => None,
+    };
+    core.set_media(media.clone());
     let core = Arc::new(Mutex::new(core));
 
     // Kept until the process ends; dropping it says goodbye over mDNS.
@@ -115,6 +154,8 @@ pub async fn run(
         warp::serve(http::routes(ApiState {
             core,
             publish: Arc::new(move |out| send(&publisher, out)),
+            media,
+            durations: Durations::new(&config.media.ffprobe),
         }))
         .incoming(listener)
         .graceful(async {

@@ -17,6 +17,7 @@ pub struct OrchestratorConfig {
     pub scheduler: SchedulerConfig,
     pub state: StateConfig,
     pub homeassistant: HomeAssistantConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +43,32 @@ pub struct BrokerConfig {
 #[serde(default)]
 pub struct HttpConfig {
     pub listen: String,
+    /// The URL workers reach this listener at (`http://host:port`), when it
+    /// is not the listen address (or the LAN address for 0.0.0.0): behind
+    /// a port mapping or a reverse proxy.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// The folder of the films (empty: no library). Workers without their
+    /// own copy of a source read it from here.
+    pub root: PathBuf,
+    /// Serve the files under `root` to workers; unset: whenever `root` is.
+    pub serve: Option<bool>,
+    /// The ffprobe program that finds the videos' lengths for listings.
+    pub ffprobe: String,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            root: PathBuf::new(),
+            serve: None,
+            ffprobe: "ffprobe".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +127,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "0.0.0.0:8000".into(),
+            public_url: String::new(),
         }
     }
 }
@@ -173,6 +201,35 @@ impl OrchestratorConfig {
     pub fn topics(&self) -> Topics {
         Topics::new(&self.mqtt.topic_prefix)
             .unwrap_or_else(|_| Topics::new("transcode").expect("the default prefix is valid"))
+    }
+
+    /// The media root, when there is one.
+    pub fn media_root(&self) -> Option<&std::path::Path> {
+        (!self.media.root.as_os_str().is_empty()).then_some(self.media.root.as_path())
+    }
+
+    /// Whether workers get the library's files over HTTP.
+    pub fn media_serves(&self) -> bool {
+        self.media_root().is_some() && self.media.serve != Some(false)
+    }
+
+    /// Where workers reach the HTTP listener: `http.public_url`, else the
+    /// listen address (this machine's LAN address when that is 0.0.0.0).
+    pub fn public_url(&self) -> String {
+        if !self.http.public_url.is_empty() {
+            return self.http.public_url.trim_end_matches('/').to_string();
+        }
+        let listen = self.http_listen();
+        let ip = if listen.ip().is_unspecified() {
+            transcode_common::net::lan_address()
+        } else {
+            listen.ip()
+        };
+        format!(
+            "http://{}:{}",
+            transcode_common::net::url_host(&ip.to_string()),
+            listen.port()
+        )
     }
 
     pub fn credentials(&self) -> Option<(String, String)> {
@@ -256,6 +313,29 @@ impl Validate for OrchestratorConfig {
         }
         Topics::new(&self.homeassistant.discovery_prefix)
             .map_err(|e| ConfigError::invalid("homeassistant.discovery_prefix", e))?;
+        let url = &self.http.public_url;
+        if !url.is_empty()
+            && (!url.starts_with("http://")
+                || url.len() <= "http://".len()
+                || url.contains(['?', '#', ' ']))
+        {
+            return Err(ConfigError::invalid(
+                "http.public_url",
+                format!("{url:?} is not a URL like http://udoo.local:8000"),
+            ));
+        }
+        if self.media.serve == Some(true) && self.media_root().is_none() {
+            return Err(ConfigError::invalid(
+                "media.serve",
+                "needs media.root: the folder whose files workers may read",
+            ));
+        }
+        if self.media.ffprobe.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "media.ffprobe",
+                "must name the ffprobe program",
+            ));
+        }
         Ok(())
     }
 }
@@ -284,6 +364,29 @@ mod tests {
         assert_eq!(c.scheduler.max_attempts, 3);
         assert!(c.broker.mdns && c.homeassistant.enabled);
         assert_eq!(c.homeassistant.discovery_prefix, "homeassistant");
+        assert!(c.media_root().is_none() && !c.media_serves());
+    }
+
+    #[test]
+    fn media_is_served_when_a_root_is_set() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("TRANSCODE_MEDIA__ROOT", "/srv/media")], true),
+            (
+                &[
+                    ("TRANSCODE_MEDIA__ROOT", "/srv/media"),
+                    ("TRANSCODE_MEDIA__SERVE", "false"),
+                ],
+                false,
+            ),
+            (&[("TRANSCODE_MEDIA__SERVE", "false")], false),
+        ];
+        for (vars, serves) in cases {
+            assert_eq!(load(vars).unwrap().media_serves(), *serves, "{vars:?}");
+        }
+        let c = load(&[("TRANSCODE_HTTP__LISTEN", "127.0.0.1:8001")]).unwrap();
+        assert_eq!(c.public_url(), "http://127.0.0.1:8001");
+        let c = load(&[("TRANSCODE_HTTP__PUBLIC_URL", "http://udoo.local:80/")]).unwrap();
+        assert_eq!(c.public_url(), "http://udoo.local:80");
     }
 
     #[test]
@@ -321,6 +424,16 @@ mod tests {
                 "homeassistant.discovery_prefix",
             ),
             (&[("TRANSCODE_SCHEDULER__TYPO", "1")], "scheduler.typo"),
+            (&[("TRANSCODE_MEDIA__SERVE", "true")], "media.serve"),
+            (&[("TRANSCODE_MEDIA__FFPROBE", " ")], "media.ffprobe"),
+            (
+                &[("TRANSCODE_HTTP__PUBLIC_URL", "udoo:8000")],
+                "http.public_url",
+            ),
+            (
+                &[("TRANSCODE_HTTP__PUBLIC_URL", "https://udoo")],
+                "http.public_url",
+            ),
         ];
         for (vars, key) in cases {
             let err = load(vars).expect_err(key);

@@ -12,6 +12,7 @@
 //! runs a job that moved on is told to stop it (fencing).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use transcode_common::metrics::{Exposition, Histogram};
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 use crate::homeassistant::Discovery;
 use crate::job::Job;
+use crate::media::Media;
 use crate::registry::{Registry, Transition, WorkerView};
 use crate::scheduler::{self, Candidate};
 use crate::segments::Segments;
@@ -131,6 +133,8 @@ pub struct Core {
     /// When a player last fetched a job's playlist or a segment through us,
     /// and when its holders were last told to keep its output.
     viewed: HashMap<Uuid, (Instant, Option<Instant>)>,
+    /// The media library whose files workers may read over HTTP.
+    media: Option<Arc<Media>>,
 }
 
 impl Core {
@@ -182,6 +186,7 @@ impl Core {
             unlisted: HashMap::new(),
             mesh_status_at: HashMap::new(),
             viewed: HashMap::new(),
+            media: None,
         })
     }
 
@@ -354,6 +359,7 @@ impl Core {
                 existing.state.as_str()
             )));
         }
+        self.check_source(&req.source_path)?;
         self.rejected.retain(|(id, _)| *id != job_id);
         let job = Job::from_request(&req, job_id, self.next_seq, now.ms);
         self.next_seq += 1;
@@ -1002,7 +1008,8 @@ impl Core {
                 self.metrics
                     .dispatch_latency
                     .observe(now.ms.saturating_sub(job.queued_at) as f64 / 1000.0);
-                let assignment = job.assignment();
+                let mut assignment = job.assignment();
+                self.attach_source(&mut assignment);
                 tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, first_segment = job.run_from, end_segment = ?job.run_to, "job assigned");
                 if self.save(job.clone()).is_err() {
                     break 'jobs;
@@ -1250,6 +1257,7 @@ fn log_transition(worker_id: &str, transition: &Option<Transition>) {
 }
 
 mod mesh;
+mod sources;
 mod stream;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@
 //!   [`api_error_message`]: inputs and error sentences.
 
 use serde_json::Value;
+use transcode_common::wire::{MediaKind, MediaListing};
 use uuid::Uuid;
 
 /// Default orchestrator address, the same as the orchestrator's default
@@ -208,6 +209,72 @@ pub fn workers_table(workers: &[Value]) -> String {
         ],
         rows,
     )
+}
+
+/// The `transcodectl ls` table: folders (with a trailing `/`) first, then
+/// files with their size and, for videos, their length.
+pub fn media_table(listing: &MediaListing) -> String {
+    let folder = if listing.path.is_empty() {
+        "the media root".to_string()
+    } else {
+        listing.path.clone()
+    };
+    if listing.entries.is_empty() {
+        return format!("{folder} is empty\n");
+    }
+    let rows = listing.entries.iter().map(|e| {
+        vec![
+            match e.kind {
+                MediaKind::Directory => format!("{}/", e.name),
+                _ => e.name.clone(),
+            },
+            match e.kind {
+                MediaKind::Directory => "folder",
+                MediaKind::Video => "video",
+                MediaKind::Other => "other",
+            }
+            .to_string(),
+            e.size.map_or_else(dash, human_bytes),
+            e.duration.map_or_else(dash, fmt_length),
+        ]
+    });
+    let mut out = table(&["NAME", "KIND", "SIZE", "LENGTH"], rows);
+    if listing.truncated {
+        out.push_str(&format!(
+            "(only the first {} entries of {folder} are shown)\n",
+            listing.entries.len()
+        ));
+    }
+    out
+}
+
+/// `1.5 GB`, `700 MB`, `12 kB`, `512 B` (powers of 1000, as file managers show).
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if value < 10.0 {
+        format!("{value:.1} {}", units[unit])
+    } else {
+        format!("{value:.0} {}", units[unit])
+    }
+}
+
+/// A film's length: `1:32:05`, `4:10`, `0:07`.
+pub fn fmt_length(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
 }
 
 /// Left-aligned columns two spaces apart, each as wide as its widest cell;
@@ -549,6 +616,63 @@ mod tests {
             ("", false),
         ] {
             assert_eq!(is_final(state), want, "{state}");
+        }
+    }
+
+    #[test]
+    fn media_listings() {
+        let entry = |name: &str, kind, size, duration| transcode_common::wire::MediaEntry {
+            name: name.into(),
+            path: format!("films/{name}"),
+            kind,
+            size,
+            duration,
+        };
+        let listing = MediaListing {
+            path: "films".into(),
+            entries: vec![
+                entry("old", MediaKind::Directory, None, None),
+                entry(
+                    "Heat.mkv",
+                    MediaKind::Video,
+                    Some(1_530_000_000),
+                    Some(10_218.4),
+                ),
+                entry("short.mp4", MediaKind::Video, Some(7_340_032), Some(67.0)),
+                entry("notes.txt", MediaKind::Other, Some(512), None),
+            ],
+            truncated: true,
+        };
+        assert_eq!(
+            media_table(&listing),
+            "NAME       KIND    SIZE    LENGTH\n\
+             old/       folder  -       -\n\
+             Heat.mkv   video   1.5 GB  2:50:18\n\
+             short.mp4  video   7.3 MB  1:07\n\
+             notes.txt  other   512 B   -\n\
+             (only the first 4 entries of films are shown)\n"
+        );
+        let empty = MediaListing {
+            path: String::new(),
+            entries: vec![],
+            truncated: false,
+        };
+        assert_eq!(media_table(&empty), "the media root is empty\n");
+        for (n, want) in [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1000, "1.0 kB"),
+            (64_000_000, "64 MB"),
+        ] {
+            assert_eq!(human_bytes(n), want);
+        }
+        for (s, want) in [
+            (0.0, "0:00"),
+            (7.4, "0:07"),
+            (250.0, "4:10"),
+            (5525.0, "1:32:05"),
+        ] {
+            assert_eq!(fmt_length(s), want);
         }
     }
 }

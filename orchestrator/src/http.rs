@@ -9,6 +9,8 @@
 //! | `GET /api/workers` | every known worker |
 //! | `GET /stream/{id}/index.m3u8` | the job's playlist, written from its segment map; `503` + `Retry-After` before the first segment |
 //! | `GET /stream/{id}/seg<N>.ts` | `302` to the worker holding the segment; held while it is encoded again |
+//! | `GET /api/media?path=DIR` | a folder of the media library; `403`/`404` |
+//! | `GET /source/{id}/{attempt}/{path}?sig=` | a run's source file for its worker (byte ranges); `403`/`404` |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text |
 
@@ -25,7 +27,11 @@ use warp::reply::Reply;
 use warp::Filter;
 
 use crate::core::{Core, JobError, Now, PlaylistAnswer, Publish, SegmentAnswer};
+use crate::media::listing::Durations;
+use crate::media::Media;
 use crate::segments;
+
+mod media;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -34,6 +40,10 @@ pub struct ApiState {
     /// Sends what the core asks to publish; never waits (it is called with
     /// the core locked).
     pub publish: Arc<dyn Fn(Vec<Publish>) + Send + Sync>,
+    /// The media library, when `media.root` is set.
+    pub media: Option<Arc<Media>>,
+    /// The lengths of its videos, for listings.
+    pub durations: Arc<Durations>,
 }
 
 impl ApiState {
@@ -169,11 +179,64 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             with_cors(segment(&s, id, index).await)
         });
 
+    let library = warp::path!("api" / "media")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(
+            warp::query::raw()
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
+        .then(media::listing);
+
+    let source = warp::path!("source" / String / String / ..)
+        .and(
+            warp::get()
+                .map(|| false)
+                .or(warp::head().map(|| true))
+                .unify(),
+        )
+        .and(warp::path::tail())
+        .and(
+            warp::query::raw()
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
+        .and(warp::header::optional::<String>("range"))
+        .and(warp::addr::remote())
+        .and(with_state.clone())
+        .then(
+            |job: String,
+             attempt: String,
+             head: bool,
+             tail: warp::path::Tail,
+             query: Option<String>,
+             range: Option<String>,
+             client: Option<std::net::SocketAddr>,
+             s: ApiState| {
+                let request = media::SourceRequest {
+                    job,
+                    attempt,
+                    path: tail.as_str().to_string(),
+                    query,
+                    range,
+                    head,
+                    client,
+                };
+                media::source(s, request)
+            },
+        );
+
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state.clone())
         .map(|s: ApiState| {
-            let text = s.core().metrics_text();
+            let mut text = s.core().metrics_text();
+            if let Some(m) = &s.media {
+                text.push_str(&m.metrics_text());
+            }
             Response::builder()
                 .header(
                     header::CONTENT_TYPE,
@@ -207,6 +270,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(health)
         .unify()
         .or(metrics)
+        .unify()
+        .or(library)
+        .unify()
+        .or(source)
         .unify()
         .recover(handle_rejection)
 }

@@ -257,6 +257,8 @@ impl Job {
             segment_count: self.run_to.map(|t| t.saturating_sub(self.run_from).max(1)),
             grid: self.grid,
             encoder: None,
+            source_url: None,
+            source_size: None,
         }
     }
 

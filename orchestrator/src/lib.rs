@@ -23,6 +23,7 @@ pub mod ctl;
 pub mod homeassistant;
 pub mod http;
 pub mod job;
+pub mod media;
 pub mod registry;
 pub mod scheduler;
 pub mod segments;

@@ -10,10 +10,12 @@
 //! - [`wait_until`]: polling with a deadline, never a fixed sleep.
 //! - [`mqtt`]: `mosquitto_sub`/`mosquitto_pub` wrappers.
 //! - [`split`]: split-job requests, their chunks, and the whole-stream check.
+//! - [`proxy`]: a TCP relay that can slow a link down and cut it.
 
 pub mod browser;
 pub mod decode;
 pub mod mqtt;
+pub mod proxy;
 pub mod split;
 
 use std::io::{BufRead, BufReader};
@@ -566,6 +568,39 @@ pub fn make_media(path: &Path, width: u32, height: u32, seconds: u32, audio: boo
     );
 }
 
+/// Makes a test video as big as a real film of its length (lossless
+/// `testsrc2` at `width`x`height`, 30 fps, with a tone: about 6 Mbit/s at
+/// 640x360), for figures in bytes, and quickly (about 30 s of video per
+/// second).
+pub fn make_heavy_media(path: &Path, width: u32, height: u32, seconds: u32) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("media folder");
+    }
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "testsrc2=size={width}x{height}:rate=30:duration={seconds}"
+        ))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=1000:sample_rate=48000:duration={seconds}"
+        ))
+        .args(["-map", "0:v", "-map", "1:a", "-c:a", "aac", "-ac", "2"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"])
+        .args(["-g", "30", "-pix_fmt", "yuv420p"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "making {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// What ffprobe says about a file or URL: (codec_type, codec_name, width,
 /// height) per stream, and the duration.
 pub fn ffprobe(target: &str) -> (Vec<(String, String, u64, u64)>, f64) {
@@ -603,13 +638,29 @@ pub fn ffprobe(target: &str) -> (Vec<(String, String, u64, u64)>, f64) {
 /// A raw HTTP/1.1 GET of exactly `path` (no client-side normalisation):
 /// status code, headers (lower-case names) and body.
 pub fn http_raw(port: u16, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    http_request(port, "GET", path, &[])
+}
+
+/// A raw HTTP/1.1 request of exactly `path` with `headers` added (no
+/// client-side normalisation): status code, headers (lower-case names) and
+/// body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n"
     )
     .expect("send");
     let mut raw = Vec::new();

@@ -1,6 +1,7 @@
 //! The README's run command, end to end: it starts the orchestrator and a
 //! worker, transcodes a generated sample and prints a stream URL that
-//! ffprobe can open while the job runs; SIGTERM stops everything.
+//! ffprobe can open while the job runs (the worker reads the sample from the
+//! orchestrator: no shared folder); SIGTERM stops everything.
 
 use std::path::Path;
 use std::time::Duration;
@@ -49,6 +50,14 @@ fn dev_run_prints_a_stream_url_that_plays() {
     );
     let workers = get_json(&format!("http://127.0.0.1:{api}/api/workers")).expect("API answers");
     assert_eq!(workers[0]["worker_id"], "local-worker");
+    // No shared folder: the worker read the sample from the orchestrator.
+    let worker_log = std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default();
+    assert!(
+        worker_log.contains("reading the source from the orchestrator"),
+        "{worker_log}"
+    );
+    let library = get_json(&format!("http://127.0.0.1:{api}/api/media")).expect("the library");
+    assert_eq!(library["entries"][0]["path"], "sample.mkv", "{library}");
 
     demo.signal(Signal::SIGTERM);
     let status = demo

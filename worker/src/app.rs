@@ -17,7 +17,8 @@ use crate::heartbeat::{self, Activity, Identity};
 use crate::jobs::{JobSettings, Jobs};
 use crate::outputs::Outputs;
 use crate::stats::Stats;
-use crate::{discover, http, net, probe};
+use crate::{discover, http, probe};
+use transcode_common::net;
 
 /// How long shutdown waits for the broker to take our last words.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -166,7 +167,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
     let jobs = Jobs::new(
         JobSettings {
             worker_id: worker_id.clone(),
-            media_root: config.media.root.clone(),
+            media_root: config.media.root(),
             ffmpeg: config.transcode.ffmpeg.clone(),
             ffprobe: config.transcode.ffprobe.clone(),
             max_jobs: config.transcode.max_jobs,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use transcode_common::validate::Bitrate;
 
+use crate::media::Input;
 use crate::probe::Family;
 pub use crate::window::RunWindow;
 
@@ -48,8 +49,8 @@ pub const TIMESTAMP_BASE: f64 = 10.0;
 /// Everything one encode needs.
 #[derive(Debug, Clone)]
 pub struct EncodeSpec<'a> {
-    /// The source as a `file:` URL.
-    pub input: &'a str,
+    /// The source, with the options that confine how it is opened.
+    pub input: &'a Input,
     pub out_dir: &'a Path,
     /// Which frames this run encodes and how they are cut.
     pub window: RunWindow,
@@ -121,8 +122,11 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
     if let Some(seek) = w.seek() {
         push(&["-ss", &secs(seek)]);
     }
-    // Only local files, whatever the source names inside it.
-    push(&["-protocol_whitelist", "file", "-i", spec.input]);
+    // Only the source's own protocol, whatever the source names inside it.
+    a.extend(spec.input.options.iter().cloned());
+    a.push("-i".into());
+    a.push(spec.input.url.clone());
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-map", "0:v:0"]);
     if spec.has_audio {
         push(&["-map", "0:a:0"]);
@@ -321,7 +325,9 @@ mod tests {
 
     fn spec(family: Family, encoder: &'static str) -> EncodeSpec<'static> {
         EncodeSpec {
-            input: "file:/media/a.mkv",
+            input: Box::leak(Box::new(
+                crate::media::Source::Local("/media/a.mkv".into()).input(),
+            )),
             out_dir: Path::new("/out/job"),
             // A job from 6 s: its first frame is 180.
             window: window(0, None, 180),

@@ -53,8 +53,17 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MediaConfig {
-    /// Every job's `source_path` is resolved under this folder, and only here.
+    /// The worker's own copy of the media: a job's `source_path` is read
+    /// under this folder (and only here) when it holds the file; otherwise
+    /// from the orchestrator. Empty: no local media at all.
     pub root: PathBuf,
+}
+
+impl MediaConfig {
+    /// The folder, when one is set.
+    pub fn root(&self) -> Option<PathBuf> {
+        (!self.root.as_os_str().is_empty()).then(|| self.root.clone())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,7 +180,9 @@ impl Default for HttpConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { root: ".".into() }
+        MediaConfig {
+            root: PathBuf::new(),
+        }
     }
 }
 
@@ -252,9 +263,6 @@ impl Validate for WorkerConfig {
                 "http.advertise",
                 "must be a bare host name or IP address",
             ));
-        }
-        if self.media.root.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("media.root", "must name a folder"));
         }
         if self.transcode.ffmpeg.trim().is_empty() {
             return Err(ConfigError::invalid(

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::media::Input;
+
 /// The facts about a source that an encode needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceInfo {
@@ -46,28 +48,6 @@ const REFERRING_FORMATS: [&str; 8] = [
     "ffmetadata",
     "tee",
 ];
-
-/// Refuses a source whose first bytes show a text playlist or list, before
-/// ffprobe would follow what it names.
-pub fn sniff(head: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(head);
-    let text = text.trim_start_matches('\u{feff}').trim_start();
-    let signs = [
-        ("#EXTM3U", "an HLS playlist"),
-        ("ffconcat", "an FFmpeg concat list"),
-        ("v=0", "an SDP session description"),
-        ("<?xml", "an XML manifest"),
-        ("<MPD", "a DASH manifest"),
-    ];
-    for (sign, what) in signs {
-        if text.starts_with(sign) {
-            return Err(format!(
-                "it is {what}, which can point at files outside the media root; give the media file itself"
-            ));
-        }
-    }
-    Ok(())
-}
 
 #[derive(Deserialize)]
 struct Probe {
@@ -253,22 +233,14 @@ pub fn parse(json: &str) -> Result<SourceInfo, String> {
     })
 }
 
-/// Runs ffprobe on `input` (a `file:` URL) with a timeout.
-pub async fn probe(ffprobe: &str, input: &str, timeout: Duration) -> Result<SourceInfo, String> {
+/// Runs ffprobe on `input` with a timeout.
+pub async fn probe(ffprobe: &str, input: &Input, timeout: Duration) -> Result<SourceInfo, String> {
     let run = Command::new(ffprobe)
-        .args([
-            "-v",
-            "error",
-            // Only local files: no network or other protocols, whatever the
-            // source names inside it.
-            "-protocol_whitelist",
-            "file",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            input,
-        ])
+        .args(["-v", "error"])
+        // Only the source's own protocol, whatever the source names inside it.
+        .args(&input.options)
+        .args(["-print_format", "json", "-show_format", "-show_streams"])
+        .arg(&input.url)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -318,24 +290,23 @@ pub fn frame_timing(pts: &[f64], base: f64) -> Option<(bool, f64)> {
     Some((uneven * 20 > steps.len(), average))
 }
 
-/// Reads the video timestamps of 3 s at four places of the file.
+/// Reads the video timestamps of `seconds` at four places of the file.
 pub async fn sample_frame_times(
     ffprobe: &str,
-    input: &str,
+    input: &Input,
     duration: Option<f64>,
+    seconds: u32,
     timeout: Duration,
 ) -> Vec<f64> {
     let length = duration.unwrap_or(0.0);
     let intervals: Vec<String> = [0.0, 0.3, 0.55, 0.8]
         .iter()
-        .map(|f| format!("{:.3}%+3", f * length))
+        .map(|f| format!("{:.3}%+{seconds}", f * length))
         .collect();
     let run = Command::new(ffprobe)
+        .args(["-v", "error"])
+        .args(&input.options)
         .args([
-            "-v",
-            "error",
-            "-protocol_whitelist",
-            "file",
             "-select_streams",
             "v:0",
             "-show_entries",
@@ -344,8 +315,8 @@ pub async fn sample_frame_times(
             "csv=p=0",
             "-read_intervals",
             &intervals.join(","),
-            input,
         ])
+        .arg(&input.url)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -395,28 +366,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn sniffed_lists() {
-        let cases: &[(&[u8], bool)] = &[
-            (b"#EXTM3U\n#EXTINF:4,\n../secret.ts\n", false),
-            (b"\xef\xbb\xbf  #EXTM3U", false),
-            (b"ffconcat version 1.0\nfile ../x.mkv", false),
-            (b"v=0\no=- 0 0 IN IP4 127.0.0.1", false),
-            (b"<MPD xmlns=", false),
-            (b"\x1aE\xdf\xa3matroska", true),
-            (b"\x00\x00\x00\x20ftypisom", true),
-            (b"", true),
-        ];
-        for (head, ok) in cases {
-            assert_eq!(
-                sniff(head).is_ok(),
-                *ok,
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
-        }
-    }
 
     #[test]
     fn variable_rates_are_made_standard() {

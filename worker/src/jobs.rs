@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::command::{self, EncodeSpec, RunWindow, PLAYLIST};
 use crate::heartbeat::Activity;
-use crate::media;
+use crate::media::{self, Source};
 use crate::outputs::{Held, Outputs};
 use crate::progress::{self, ProgressParser};
 
@@ -42,7 +42,8 @@ const STDERR_TAIL: usize = 30;
 #[derive(Debug, Clone)]
 pub struct JobSettings {
     pub worker_id: String,
-    pub media_root: PathBuf,
+    /// The worker's own media folder, when it has one.
+    pub media_root: Option<PathBuf>,
     pub ffmpeg: String,
     pub ffprobe: String,
     pub max_jobs: u32,
@@ -499,23 +500,42 @@ impl Jobs {
         self.publish(status.clone(), Some(a.attempt), a.is_mesh_mode, true)
             .await;
 
-        let source = match media::resolve(&settings.media_root, &a.source_path) {
-            Ok(p) => p,
-            Err(e) => {
-                return Outcome::Failed(
-                    ErrorKind::Input,
-                    format!("worker {worker_id} cannot use the source: {e}"),
-                )
+        let source = match media::locate(settings.media_root.as_deref(), a, worker_id) {
+            Ok((source, passed_over)) => {
+                if let Some(why) = passed_over {
+                    tracing::info!(source = %source.shown(), "reading the source from the orchestrator: {why}");
+                }
+                source
             }
+            Err((kind, e)) => return Outcome::Failed(kind, e),
         };
-        let input = media::ffmpeg_input(&source);
-        let info = match self.source_info(a, &source, &input).await {
+        // The orchestrator's copy: answering at all, and with the file.
+        let head = match &source {
+            Source::Remote { url } => {
+                match media::fetch_head(url, &job_id.to_string(), worker_id).await {
+                    Ok(head) => Some(head),
+                    Err((kind, e)) => return Outcome::Failed(kind, e),
+                }
+            }
+            Source::Local(_) => None,
+        };
+        let input = source.input();
+        let info = match self.source_info(a, &source, head.as_ref()).await {
             Ok(info) => info,
             Err(e) => {
+                // Over the network, a failed probe is the file's fault only
+                // if the orchestrator still answers.
+                if let Source::Remote { url } = &source {
+                    if let Err((kind, gone)) =
+                        media::fetch_head(url, &job_id.to_string(), worker_id).await
+                    {
+                        return Outcome::Failed(kind, format!("{gone} (probing it failed: {e})"));
+                    }
+                }
                 return Outcome::Failed(
                     ErrorKind::Input,
                     format!("worker {worker_id}: source {:?}: {e}", a.source_path),
-                )
+                );
             }
         };
         // The job's grid: the one its first run decided, or ours when this
@@ -690,7 +710,12 @@ impl Jobs {
                 let mut raw = Vec::new();
                 while read_line(&mut reader, &mut raw).await {
                     let line = String::from_utf8_lossy(&raw).into_owned();
-                    tracing::debug!(ffmpeg = %line);
+                    if line.contains("Will reconnect at") {
+                        // An HTTP source dropped; FFmpeg opens it again.
+                        tracing::warn!(ffmpeg = %line, "the source's connection dropped; reconnecting");
+                    } else {
+                        tracing::debug!(ffmpeg = %line);
+                    }
                     tail.push_back(line);
                     if tail.len() > STDERR_TAIL {
                         tail.pop_front();

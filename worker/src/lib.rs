@@ -28,7 +28,6 @@ pub mod http;
 pub mod jobs;
 pub mod media;
 pub mod metrics;
-pub mod net;
 pub mod outputs;
 pub mod probe;
 pub mod progress;

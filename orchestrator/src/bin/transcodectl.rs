@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+use transcode_common::wire::MediaListing;
 use transcode_orchestrator::ctl;
 use uuid::Uuid;
 
@@ -36,7 +37,7 @@ struct Cli {
 enum Command {
     /// Queue a transcode; with --follow, show its progress until it ends.
     Submit {
-        /// The source file, as the workers see it (relative to their media root).
+        /// The source file, relative to the media root (see `transcodectl ls`).
         source_path: String,
         /// Target resolution, e.g. 720p or 1080p.
         #[arg(long)]
@@ -65,6 +66,14 @@ enum Command {
     },
     /// List the known workers.
     Workers {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a folder of the orchestrator's media library (media.root).
+    Ls {
+        /// The folder, relative to the media root [default: the root].
+        path: Option<String>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -147,6 +156,25 @@ fn run(api: &Api, command: Command) -> Result<ExitCode, ApiError> {
             } else {
                 print!("{}", ctl::workers_table(&workers));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls { path, json } => {
+            let query = percent_encoding::utf8_percent_encode(
+                path.as_deref().unwrap_or(""),
+                percent_encoding::NON_ALPHANUMERIC,
+            );
+            let answer = api.send(Method::Get, &format!("/api/media?path={query}"))?;
+            if json {
+                print_json(&answer);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let listing: MediaListing = serde_json::from_value(answer).map_err(|e| {
+                ApiError::Answer(format!(
+                    "the orchestrator at {} answered GET /api/media with something that is not a listing ({e})",
+                    api.base
+                ))
+            })?;
+            print!("{}", ctl::media_table(&listing));
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { job_id } => {

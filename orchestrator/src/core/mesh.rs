@@ -122,7 +122,8 @@ impl Core {
         }
         job.attempt += 1;
         let chunk = Chunk::new(job.attempt, worker, first, end, now.ms);
-        let assignment = job.chunk_assignment(&chunk);
+        let mut assignment = job.chunk_assignment(&chunk);
+        self.attach_source(&mut assignment);
         job.chunks.push(chunk);
         if !job.workers.iter().any(|w| w == worker) {
             job.workers.push(worker.to_string());

@@ -11,8 +11,11 @@ use std::time::SystemTime;
 use transcode_common::wire::JobAssignment;
 use uuid::Uuid;
 
+use transcode_common::media;
+
 use super::Jobs;
 use crate::ffprobe::{self, SourceInfo};
+use crate::media::{Head, Source};
 
 /// Jobs whose source facts are kept (the oldest go first).
 const KEEP: usize = 16;
@@ -33,6 +36,15 @@ impl FileStamp {
             len: meta.len(),
             modified: meta.modified().ok(),
         })
+    }
+
+    /// The orchestrator's copy, known by its path and size.
+    fn remote(source_path: &str, len: u64) -> FileStamp {
+        FileStamp {
+            path: PathBuf::from(format!("orchestrator:{source_path}")),
+            len,
+            modified: None,
+        }
     }
 }
 
@@ -71,28 +83,48 @@ impl Probes {
 impl Jobs {
     /// The source's facts: sniffed, probed and its frame rate checked, or
     /// what an earlier run of the same job here found in the same file.
+    /// `head` is what the source URL's first request brought.
     pub(super) async fn source_info(
         &self,
         a: &JobAssignment,
-        source: &Path,
-        input: &str,
+        source: &Source,
+        head: Option<&Head>,
     ) -> Result<SourceInfo, String> {
         let settings = &self.inner.settings;
-        let stamp = FileStamp::of(source);
+        let stamp = match source {
+            Source::Local(path) => FileStamp::of(path),
+            Source::Remote { .. } => head
+                .and_then(|h| h.size)
+                .or(a.source_size)
+                .map(|len| FileStamp::remote(&a.source_path, len)),
+        };
         if let Some(info) = stamp
             .as_ref()
             .and_then(|s| self.state().probes.get(a.job_id, s))
         {
             return Ok(info);
         }
-        ffprobe::sniff(&read_head(source))?;
+        match (source, head) {
+            (Source::Local(path), _) => media::sniff(&media::read_head(path))?,
+            (Source::Remote { .. }, Some(head)) => media::sniff(&head.bytes)?,
+            (Source::Remote { .. }, None) => {}
+        }
+        let input = source.input();
+        let input = &input;
         let mut info = ffprobe::probe(&settings.ffprobe, input, settings.probe_timeout).await?;
         // The container's word on the frame rate is checked against the
         // frames' timestamps: a variable rate is made constant.
+        // Over the network each place costs a connection and what it
+        // reads: a second (still dozens of frames) instead of three.
+        let seconds = match source {
+            Source::Local(_) => 3,
+            Source::Remote { .. } => 1,
+        };
         let stamps = ffprobe::sample_frame_times(
             &settings.ffprobe,
             input,
             info.duration,
+            seconds,
             settings.probe_timeout,
         )
         .await;
@@ -112,19 +144,6 @@ impl Jobs {
             self.state().probes.put(a.job_id, stamp, info.clone());
         }
         Ok(info)
-    }
-}
-
-/// The first bytes of a file (empty when it cannot be read).
-fn read_head(path: &Path) -> Vec<u8> {
-    use std::io::Read;
-    let mut head = vec![0u8; 512];
-    match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
-        Ok(n) => {
-            head.truncate(n);
-            head
-        }
-        Err(_) => Vec::new(),
     }
 }
 

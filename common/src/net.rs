@@ -1,4 +1,5 @@
-//! The address other machines reach this worker at.
+//! The address other machines reach this one at (a worker's stream URLs,
+//! the orchestrator's source URLs).
 
 use std::net::IpAddr;
 

@@ -1,0 +1,490 @@
+//! The orchestrator's media library: the files under `media.root`, served to
+//! the workers that have no copy of their own, and listed for people.
+//!
+//! A worker gets a job's source through a URL signed for that job and run
+//! (`/source/{job_id}/{attempt}/{path}?sig=...`, HMAC-SHA256 with a key kept
+//! in `state.dir`). The signature proves the orchestrator wrote the URL (job
+//! ids and attempts are readable on retained topics); the core checks that
+//! the run is still going, so a URL expires when its run ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hmac::{Hmac, Mac};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::Sha256;
+use transcode_common::media::{self, SourceError};
+use transcode_common::metrics::Exposition;
+use transcode_common::validate;
+use uuid::Uuid;
+
+pub mod listing;
+
+/// The key file's name in `state.dir`.
+pub const KEY_FILE: &str = "source-signing.key";
+/// Bytes of the signing key.
+const KEY_LEN: usize = 32;
+
+/// What a path segment keeps unencoded in a source URL (RFC 3986's
+/// unreserved characters).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The media root and, when it serves, how its URLs are signed.
+pub struct Media {
+    /// The canonical media root.
+    root: PathBuf,
+    /// Whether workers get the files over HTTP (`media.serve`).
+    serve: bool,
+    key: [u8; KEY_LEN],
+    /// `http://host:port`: where workers reach our HTTP listener.
+    base_url: String,
+    pub counters: Counters,
+}
+
+/// What serving costs, for `/metrics` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes of files sent to workers.
+    pub bytes: AtomicU64,
+    /// Requests answered with (a part of) a file.
+    pub served: AtomicU64,
+    /// Requests refused (bad or expired signature, escapes, missing files).
+    pub refused: AtomicU64,
+}
+
+/// Why a source request gets nothing. `Forbidden` is a 403, `NotFound` a
+/// 404; the sentence says which check failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl Media {
+    /// The library at `root` (which must be a folder), with the signing key
+    /// from `state_dir` (made on first use).
+    pub fn open(
+        root: &Path,
+        serve: bool,
+        state_dir: &Path,
+        base_url: String,
+    ) -> anyhow::Result<Media> {
+        let shown = root.display();
+        let canonical = root.canonicalize().map_err(|e| {
+            anyhow::anyhow!("the media root {shown} cannot be used: {e} (check media.root)")
+        })?;
+        if !canonical.is_dir() {
+            anyhow::bail!("the media root {shown} is not a folder (check media.root)");
+        }
+        let key = load_or_make_key(state_dir)?;
+        Ok(Media {
+            root: canonical,
+            serve,
+            key,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn serves(&self) -> bool {
+        self.serve
+    }
+
+    /// The file a job's `source_path` names under the root, with its size.
+    pub fn file(&self, source_path: &str) -> Result<(PathBuf, u64), SourceError> {
+        let path = media::resolve(&self.root, source_path)?;
+        let len = std::fs::metadata(&path)
+            .map_err(|e| SourceError::Unreadable {
+                path: source_path.to_string(),
+                reason: e.to_string(),
+            })?
+            .len();
+        Ok((path, len))
+    }
+
+    /// The signature of one run's source.
+    fn mac(&self, job_id: Uuid, attempt: u32, path: &str) -> Hmac<Sha256> {
+        // A key of any length is accepted by HMAC.
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        mac.update(format!("{job_id}\n{attempt}\n{path}").as_bytes());
+        mac
+    }
+
+    /// The URL a worker reads run `attempt` of `job_id` from; `None` when
+    /// the library does not serve.
+    pub fn source_url(&self, job_id: Uuid, attempt: u32, source_path: &str) -> Option<String> {
+        if !self.serve {
+            return None;
+        }
+        let path = validate::source_path(source_path).ok()?;
+        let sig = hex(&self.mac(job_id, attempt, &path).finalize().into_bytes());
+        let encoded: Vec<String> = path
+            .split('/')
+            .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
+            .collect();
+        Some(format!(
+            "{}/source/{job_id}/{attempt}/{}?sig={sig}",
+            self.base_url,
+            encoded.join("/")
+        ))
+    }
+
+    /// Checks a source request before anything is opened: the path in the
+    /// URL (still percent-encoded) and the signature. Returns the file's
+    /// path relative to the root; the caller still checks that the run is
+    /// going and that it is the job's source.
+    pub fn check(
+        &self,
+        job_id: Uuid,
+        attempt: u32,
+        raw_path: &str,
+        sig: Option<&str>,
+    ) -> Result<String, Refusal> {
+        if !self.serve {
+            return Err(Refusal::NotFound(
+                "this orchestrator does not serve its media (media.serve = false)".into(),
+            ));
+        }
+        let path = decode_path(raw_path).map_err(Refusal::Forbidden)?;
+        let Some(sig) = sig.and_then(unhex) else {
+            return Err(Refusal::Forbidden(format!(
+                "the source URL of job {job_id} has no valid signature"
+            )));
+        };
+        self.mac(job_id, attempt, &path)
+            .verify_slice(&sig)
+            .map_err(|_| {
+                Refusal::Forbidden(format!(
+                    "the signature does not match this file and run of job {job_id} (attempt {attempt})"
+                ))
+            })?;
+        Ok(path)
+    }
+
+    /// The serving figures in Prometheus text.
+    pub fn metrics_text(&self) -> String {
+        let c = &self.counters;
+        let mut e = Exposition::new();
+        e.counter(
+            "transcode_source_bytes_total",
+            "Bytes of source files sent to workers.",
+            &[(&[], c.bytes.load(Ordering::Relaxed) as f64)],
+        )
+        .counter(
+            "transcode_source_requests_total",
+            "Source requests, by answer.",
+            &[
+                (
+                    &[("answer", "served")],
+                    c.served.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    &[("answer", "refused")],
+                    c.refused.load(Ordering::Relaxed) as f64,
+                ),
+            ],
+        );
+        e.finish()
+    }
+}
+
+/// Decodes the file path of a source URL, segment by segment. Refused: a
+/// segment that decodes to a separator, a NUL or another control character,
+/// `.` or `..`, bytes that are not UTF-8, and whatever `validate::source_path`
+/// refuses. The result is in the normalized form the signature covers.
+pub fn decode_path(raw: &str) -> Result<String, String> {
+    let shown = validate::truncate(raw, 120);
+    let mut parts = Vec::new();
+    for segment in raw.split('/') {
+        let decoded = percent_decode_str(segment)
+            .decode_utf8()
+            .map_err(|_| format!("the source path {shown:?} is not UTF-8"))?;
+        if decoded.contains(['/', '\\']) || decoded.chars().any(char::is_control) {
+            return Err(format!(
+                "the source path {shown:?} hides a separator or a control character in an escape"
+            ));
+        }
+        if decoded == "." || decoded == ".." || decoded.is_empty() {
+            return Err(format!(
+                "the source path {shown:?} has an empty, '.' or '..' part"
+            ));
+        }
+        parts.push(decoded.into_owned());
+    }
+    let path = parts.join("/");
+    validate::source_path(&path)
+}
+
+/// The signing key in `state_dir`, made (random, readable by us only) when
+/// there is none.
+fn load_or_make_key(state_dir: &Path) -> anyhow::Result<[u8; KEY_LEN]> {
+    let path = state_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = unhex(text.trim()).filter(|b| b.len() == KEY_LEN);
+            let Some(bytes) = bytes else {
+                anyhow::bail!(
+                    "the source signing key {} is damaged (it must be {} hex digits); delete it and a new one is made at the next start",
+                    path.display(),
+                    KEY_LEN * 2
+                );
+            };
+            let mut key = [0u8; KEY_LEN];
+            key.copy_from_slice(&bytes);
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; KEY_LEN];
+            getrandom::getrandom(&mut key)
+                .map_err(|e| anyhow::anyhow!("no random numbers for the signing key: {e}"))?;
+            std::fs::create_dir_all(state_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create the state folder {}: {e}",
+                    state_dir.display()
+                )
+            })?;
+            write_private(&path, &hex(&key)).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write the source signing key {}: {e}",
+                    path.display()
+                )
+            })?;
+            tracing::info!(path = %path.display(), "made the key that signs source URLs");
+            Ok(key)
+        }
+        Err(e) => anyhow::bail!("cannot read the source signing key {}: {e}", path.display()),
+    }
+}
+
+/// Writes a file only its owner can read, whole or not at all.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || text.len() > 256 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What a `Range` header asks of a file of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Span {
+    /// The whole file (no range, or one that is ignored).
+    Whole,
+    /// Bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// A range that starts past the end: `416`.
+    Unsatisfiable,
+}
+
+/// Reads a `Range` header (RFC 9110 14.2): one `bytes` range, `a-b`, `a-`
+/// or `-n`. Anything else is ignored (the whole file), as the RFC allows.
+pub fn span(header: Option<&str>, len: u64) -> Span {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Span::Whole;
+    };
+    if spec.contains(',') {
+        return Span::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Span::Whole;
+    };
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (number(first), number(last), last.trim().is_empty()) {
+        (Some(start), _, true) if start < len => Span::Part {
+            start,
+            end: len - 1,
+        },
+        (Some(start), Some(end), false) if start <= end && start < len => Span::Part {
+            start,
+            end: end.min(len - 1),
+        },
+        (Some(start), Some(end), false) if start <= end => Span::Unsatisfiable,
+        (Some(_), _, true) => Span::Unsatisfiable,
+        (None, Some(n), false) if first.trim().is_empty() => {
+            if n == 0 || len == 0 {
+                Span::Unsatisfiable
+            } else {
+                Span::Part {
+                    start: len.saturating_sub(n),
+                    end: len - 1,
+                }
+            }
+        }
+        _ => Span::Whole,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn library(serve: bool) -> (tempfile::TempDir, Media) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("media");
+        std::fs::create_dir_all(root.join("films")).unwrap();
+        std::fs::write(root.join("films/a b.mkv"), b"0123456789").unwrap();
+        let m = Media::open(
+            &root,
+            serve,
+            &dir.path().join("state"),
+            "http://udoo:8000/".into(),
+        )
+        .unwrap();
+        (dir, m)
+    }
+
+    /// The path and signature of a source URL.
+    fn parts(url: &str) -> (String, String) {
+        let rest = url.split_once("/source/").unwrap().1;
+        let (path, sig) = rest.split_once("?sig=").unwrap();
+        let path = path.splitn(3, '/').nth(2).unwrap().to_string();
+        (path, sig.to_string())
+    }
+
+    #[test]
+    fn a_signed_url_opens_its_file_and_run_only() {
+        let (_dir, m) = library(true);
+        let job = Uuid::new_v4();
+        let url = m.source_url(job, 2, "films/./a b.mkv").unwrap();
+        assert!(
+            url.starts_with(&format!(
+                "http://udoo:8000/source/{job}/2/films/a%20b.mkv?sig="
+            )),
+            "{url}"
+        );
+        let (path, sig) = parts(&url);
+        assert_eq!(
+            m.check(job, 2, &path, Some(&sig)),
+            Ok("films/a b.mkv".into())
+        );
+
+        let mut flipped = sig.clone().into_bytes();
+        flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        let forbidden = [
+            // Another run, another job, another file, another signature.
+            (job, 3, path.as_str(), Some(sig.as_str()), "does not match"),
+            (Uuid::new_v4(), 2, &path, Some(&sig), "does not match"),
+            (job, 2, "films/b.mkv", Some(&sig), "does not match"),
+            (job, 2, &path, Some(&flipped), "does not match"),
+            (job, 2, &path, Some("zz"), "no valid signature"),
+            (job, 2, &path, None, "no valid signature"),
+            // Escapes, whatever the signature.
+            (job, 2, "films/../a b.mkv", Some(&sig), "'..'"),
+            (job, 2, "films/%2e%2e/a%20b.mkv", Some(&sig), "'..'"),
+            (job, 2, "%2e%2e%2fetc%2fpasswd", Some(&sig), "separator"),
+            (job, 2, "films%5ca.mkv", Some(&sig), "separator"),
+            (job, 2, "films/a%00.mkv", Some(&sig), "control"),
+            (job, 2, "films/%ff.mkv", Some(&sig), "UTF-8"),
+            (job, 2, "films//a.mkv", Some(&sig), "empty"),
+        ];
+        for (id, attempt, p, s, needle) in forbidden {
+            match m.check(id, attempt, p, s) {
+                Err(Refusal::Forbidden(e)) => assert!(e.contains(needle), "{p}: {e}"),
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_library_that_does_not_serve_signs_nothing() {
+        let (_dir, m) = library(false);
+        let job = Uuid::new_v4();
+        assert_eq!(m.source_url(job, 1, "films/a b.mkv"), None);
+        assert!(matches!(
+            m.check(job, 1, "films/a%20b.mkv", Some("00")),
+            Err(Refusal::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn the_key_is_kept_across_restarts_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let a = load_or_make_key(&state).unwrap();
+        let b = load_or_make_key(&state).unwrap();
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(state.join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(state.join(KEY_FILE), "not hex").unwrap();
+        let err = load_or_make_key(&state).unwrap_err().to_string();
+        assert!(
+            err.contains("damaged") && err.contains("delete it"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        let cases = [
+            (None, 10, Span::Whole),
+            (Some("bytes=0-"), 10, Span::Part { start: 0, end: 9 }),
+            (Some("bytes=4-"), 10, Span::Part { start: 4, end: 9 }),
+            (Some("bytes=2-5"), 10, Span::Part { start: 2, end: 5 }),
+            (Some("bytes=2-50"), 10, Span::Part { start: 2, end: 9 }),
+            (Some("bytes=-3"), 10, Span::Part { start: 7, end: 9 }),
+            (Some("bytes=-30"), 10, Span::Part { start: 0, end: 9 }),
+            (Some("bytes=10-"), 10, Span::Unsatisfiable),
+            (Some("bytes=10-12"), 10, Span::Unsatisfiable),
+            (Some("bytes=-0"), 10, Span::Unsatisfiable),
+            (Some("bytes=0-"), 0, Span::Unsatisfiable),
+            // Ignored: the whole file.
+            (Some("bytes=5-2"), 10, Span::Whole),
+            (Some("bytes=0-1,4-5"), 10, Span::Whole),
+            (Some("items=0-1"), 10, Span::Whole),
+            (Some("bytes=a-"), 10, Span::Whole),
+            (Some("bytes=+1-2"), 10, Span::Whole),
+            (Some("bytes=-"), 10, Span::Whole),
+        ];
+        for (header, len, want) in cases {
+            assert_eq!(span(header, len), want, "{header:?} of {len}");
+        }
+    }
+}
