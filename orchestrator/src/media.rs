@@ -57,13 +57,16 @@ pub struct Counters {
 }
 
 /// Why a source request gets nothing. `Forbidden` is a 403, `NotFound` a
-/// 404; the sentence says which check failed.
+/// 404, `Unusable` a 415 (a playlist or list, which names other files); the
+/// sentence says which check failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unusable(String),
 }
 
 impl Media {

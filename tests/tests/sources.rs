@@ -353,20 +353,26 @@ fn an_orchestrator_out_of_reach_fails_the_run_and_the_library_is_listed() {
         assert_eq!(status, want, "{query}: {body}");
         assert!(body["error"].is_string());
     }
-    // A job for a file the library lacks is refused at once.
-    let (status, body) = http_json(
-        "POST",
-        &sys.api("/api/jobs"),
-        Some(request("films/missing.mkv").to_string().as_bytes()),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("media.root"),
-        "{body}"
-    );
+    // A job for a file the library lacks, or for a playlist in disguise
+    // (it names files outside the library), is refused at once.
+    std::fs::write(
+        library(&sys).join("films/list.mkv"),
+        b"#EXTM3U\n../../x.ts\n",
+    )
+    .expect("list");
+    for (file, needle) in [
+        ("films/missing.mkv", "media.root"),
+        ("films/list.mkv", "HLS playlist"),
+    ] {
+        let (status, body) = http_json(
+            "POST",
+            &sys.api("/api/jobs"),
+            Some(request(file).to_string().as_bytes()),
+        );
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(needle), "{body}");
+    }
 
     let _w = sys.start_online("w", &[NO_MEDIA]);
     let id = sys.submit(&request("films/a.mkv"));

@@ -213,3 +213,56 @@ fn an_unreachable_orchestrator_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ls_lists_the_orchestrators_media_library() {
+    let mut sys = System::new();
+    let library = sys.dir.path().join("library");
+    make_media(&library.join("films/Heat (1995).mkv"), 320, 240, 3, true);
+    std::fs::create_dir_all(library.join("films/old")).expect("folder");
+    std::fs::write(library.join("films/notes.txt"), b"hello").expect("notes");
+    sys.orchestrator_env.push(transcode_tests::env(
+        "TRANSCODE_MEDIA__ROOT",
+        library.display().to_string(),
+    ));
+    let _o = sys.start_orchestrator();
+
+    let out = ctl(&sys, &["ls"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "NAME    KIND    SIZE  LENGTH\nfilms/  folder  -     -\n"
+    );
+
+    let out = ctl(&sys, &["ls", "films"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[1].starts_with("old/ ") && lines[1].contains("folder"),
+        "{stdout}"
+    );
+    assert!(lines[2].starts_with("Heat (1995).mkv  video"), "{stdout}");
+    assert!(lines[2].ends_with("0:03"), "the film's length: {stdout}");
+    assert!(
+        lines[3].starts_with("notes.txt") && lines[3].contains("5 B"),
+        "{stdout}"
+    );
+
+    let out = ctl(&sys, &["ls", "films", "--json"]);
+    let listing: transcode_common::wire::MediaListing =
+        serde_json::from_slice(&out.stdout).expect("the API's listing");
+    assert_eq!(listing.entries[1].path, "films/Heat (1995).mkv");
+
+    // Outside the library, or not there: a sentence and a failure.
+    for (path, needle) in [("../", "'..'"), ("films/nope", "does not exist")] {
+        let out = ctl(&sys, &["ls", path]);
+        assert!(!out.status.success(), "{path}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("transcodectl: ") && stderr.contains(needle),
+            "{path}: {stderr}"
+        );
+    }
+}

@@ -148,9 +148,9 @@ pub struct Head {
 }
 
 /// Reads the first bytes of a run's source URL, which also proves the
-/// orchestrator answers and still signs the run. A missing file fails the
-/// job (`input`); anything else fails the run only (`worker`): another
-/// worker may reach the orchestrator.
+/// orchestrator answers and still signs the run. A missing (`404`) or
+/// unusable (`415`: a playlist) file fails the job (`input`); anything else
+/// fails the run only (`worker`): another worker may reach the orchestrator.
 pub async fn fetch_head(
     url: &str,
     job: &str,
@@ -169,6 +169,12 @@ pub async fn fetch_head(
                 return Err((
                     ErrorKind::Input,
                     format!("worker {worker_id}: the orchestrator has no source file for job {job} at {shown} (404: {body})"),
+                ))
+            }
+            Err(Fetch::Status(415, body)) => {
+                return Err((
+                    ErrorKind::Input,
+                    format!("worker {worker_id}: the source of job {job} at {shown} cannot be transcoded (415: {body})"),
                 ))
             }
             Err(Fetch::Status(code, body)) if code < 500 => {
@@ -352,6 +358,13 @@ mod tests {
             e.contains("worker w1") && e.contains("no such film here") && !e.contains("sig="),
             "{e}"
         );
+
+        let playlist =
+            "HTTP/1.1 415 Unsupported Media Type\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let (kind, _) = fetch_head(&server(vec![playlist]), "j", "w1")
+            .await
+            .unwrap_err();
+        assert_eq!(kind, ErrorKind::Input);
 
         let expired = "HTTP/1.1 403 Forbidden\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"error\":\"x\"}";
         let (kind, _) = fetch_head(&server(vec![expired]), "j", "w1")

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use transcode_common::media::SourceError;
+use transcode_common::media::{self, SourceError};
 use transcode_common::wire::JobAssignment;
 use uuid::Uuid;
 
@@ -23,7 +23,8 @@ impl Core {
             return Ok(());
         };
         match media.file(source_path) {
-            Ok(_) => Ok(()),
+            Ok((path, _)) => media::sniff(&media::read_head(&path))
+                .map_err(|e| JobError::Invalid(format!("source {source_path:?}: {e}"))),
             Err(e @ SourceError::Unsafe(_)) => Err(JobError::Invalid(e.to_string())),
             Err(e) => Err(JobError::Invalid(format!(
                 "{e}; the orchestrator's media.root is {}",

@@ -82,6 +82,7 @@ pub async fn source(s: ApiState, r: SourceRequest) -> warp::reply::Response {
             match refusal {
                 Refusal::Forbidden(e) => error(StatusCode::FORBIDDEN, e),
                 Refusal::NotFound(e) => error(StatusCode::NOT_FOUND, e),
+                Refusal::Unusable(e) => error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e),
             }
         }
     }
@@ -120,19 +121,18 @@ async fn open(
     let lib = m.clone();
     let rel = path.clone();
     let (file, len) = tokio::task::spawn_blocking(move || {
-        let (file, len) = lib.file(&rel)?;
+        let (file, len) = lib.file(&rel).map_err(|e| match e {
+            SourceError::NotFound { .. } => Refusal::NotFound(format!(
+                "job {job_id}'s source is gone from the media library: {e}"
+            )),
+            e => Refusal::Forbidden(format!("job {job_id}'s source cannot be served: {e}")),
+        })?;
         transcode_common::media::sniff(&transcode_common::media::read_head(&file))
-            .map_err(|e| SourceError::Unsafe(format!("{rel:?}: {e}")))?;
-        Ok::<_, SourceError>((file, len))
+            .map_err(|e| Refusal::Unusable(format!("job {job_id}'s source {rel:?}: {e}")))?;
+        Ok::<_, Refusal>((file, len))
     })
     .await
-    .map_err(|e| Refusal::NotFound(format!("the source of job {job_id} cannot be read: {e}")))?
-    .map_err(|e| match e {
-        SourceError::NotFound { .. } => Refusal::NotFound(format!(
-            "job {job_id}'s source is gone from the media library: {e}"
-        )),
-        e => Refusal::Forbidden(format!("job {job_id}'s source cannot be served: {e}")),
-    })?;
+    .map_err(|e| Refusal::NotFound(format!("the source of job {job_id} cannot be read: {e}")))??;
 
     let span = media::span(r.range.as_deref(), len);
     let (status, start, count) = match span {
