@@ -30,39 +30,48 @@ pub enum SourceError {
     BadRoot { root: String, reason: String },
 }
 
+/// The canonical root.
+fn canonical_root(root: &Path) -> Result<PathBuf, SourceError> {
+    root.canonicalize().map_err(|e| SourceError::BadRoot {
+        root: root.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The canonical path of `relative` (already validated) under the
+/// canonical `root`, after following every symlink, refused if it leads out.
+fn confine(root: &Path, canonical: &Path, relative: &str) -> Result<PathBuf, SourceError> {
+    let real = match canonical.join(relative).canonicalize() {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceError::NotFound {
+                path: relative.to_string(),
+                root: root.display().to_string(),
+            })
+        }
+        Err(e) => {
+            return Err(SourceError::Unreadable {
+                path: relative.to_string(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    if !real.starts_with(canonical) {
+        return Err(SourceError::OutsideRoot {
+            path: relative.to_string(),
+            root: root.display().to_string(),
+        });
+    }
+    Ok(real)
+}
+
 /// Resolves `source_path` under `root`. The result is absolute and
 /// canonical (symlinks followed), inside the canonical root, a regular file
 /// that this process can open.
 pub fn resolve(root: &Path, source_path: &str) -> Result<PathBuf, SourceError> {
     let relative = validate::source_path(source_path)
         .map_err(|e| SourceError::Unsafe(e.trim_start_matches("source_path ").to_string()))?;
-    let shown_root = root.display().to_string();
-    let root = root.canonicalize().map_err(|e| SourceError::BadRoot {
-        root: shown_root.clone(),
-        reason: e.to_string(),
-    })?;
-    let candidate = root.join(&relative);
-    let real = match candidate.canonicalize() {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SourceError::NotFound {
-                path: relative,
-                root: shown_root,
-            })
-        }
-        Err(e) => {
-            return Err(SourceError::Unreadable {
-                path: relative,
-                reason: e.to_string(),
-            })
-        }
-    };
-    if !real.starts_with(&root) {
-        return Err(SourceError::OutsideRoot {
-            path: relative,
-            root: shown_root,
-        });
-    }
+    let real = confine(root, &canonical_root(root)?, &relative)?;
     let meta = std::fs::metadata(&real).map_err(|e| SourceError::Unreadable {
         path: relative.clone(),
         reason: e.to_string(),
@@ -81,14 +90,10 @@ pub fn resolve(root: &Path, source_path: &str) -> Result<PathBuf, SourceError> {
 /// Returns the canonical folder and its path relative to the root, in the
 /// normalized form (`a/b`, empty for the root).
 pub fn resolve_dir(root: &Path, dir: &str) -> Result<(PathBuf, String), SourceError> {
-    let shown_root = root.display().to_string();
-    let root = root.canonicalize().map_err(|e| SourceError::BadRoot {
-        root: shown_root.clone(),
-        reason: e.to_string(),
-    })?;
+    let canonical = canonical_root(root)?;
     let trimmed = dir.trim_matches('/');
     if trimmed.is_empty() || trimmed == "." {
-        return Ok((root, String::new()));
+        return Ok((canonical, String::new()));
     }
     let relative = validate::source_path(trimmed).map_err(|e| {
         SourceError::UnsafeFolder(
@@ -96,27 +101,7 @@ pub fn resolve_dir(root: &Path, dir: &str) -> Result<(PathBuf, String), SourceEr
                 .replace("source_path", "path"),
         )
     })?;
-    let real = match root.join(&relative).canonicalize() {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SourceError::NotFound {
-                path: relative,
-                root: shown_root,
-            })
-        }
-        Err(e) => {
-            return Err(SourceError::Unreadable {
-                path: relative,
-                reason: e.to_string(),
-            })
-        }
-    };
-    if !real.starts_with(&root) {
-        return Err(SourceError::OutsideRoot {
-            path: relative,
-            root: shown_root,
-        });
-    }
+    let real = confine(root, &canonical, &relative)?;
     if !real.is_dir() {
         return Err(SourceError::NotAFolder { path: relative });
     }
