@@ -12,6 +12,7 @@ use transcode_common::mqtt_url::BrokerAddr;
 use transcode_common::topics::{Topic, Topics, OFFLINE, ONLINE};
 use transcode_common::wire::{self, JobRequest};
 
+use crate::access::Access;
 use crate::config::OrchestratorConfig;
 use crate::core::{Core, CoreSettings, Now, Publish};
 use crate::http::{self, ApiState};
@@ -66,6 +67,7 @@ pub async fn run(
             assign_timeout: Duration::from_secs(config.scheduler.assign_timeout_s),
             stall_timeout: Duration::from_secs(config.scheduler.stall_timeout_s),
             retention: Duration::from_secs(config.state.retention_s),
+            max_queued: config.scheduler.max_queued_jobs,
         },
         config.homeassistant.enabled.then(|| {
             crate::homeassistant::Discovery::new(
@@ -95,6 +97,13 @@ pub async fn run(
         None => None,
     };
     core.set_media(media.clone());
+    let access = Arc::new(Access::open(
+        &config.state.dir,
+        config.http.metrics_need_token,
+        config.http.submit_rate,
+        f64::from(config.http.submit_burst),
+    )?);
+    tracing::info!(token = %access.token_path().display(), "the HTTP API wants the token in this file (Authorization: Bearer TOKEN); transcodectl on this machine reads it, elsewhere set TRANSCODE_TOKEN");
     let core = Arc::new(Mutex::new(core));
 
     // Kept until the process ends; dropping it says goodbye over mDNS.
@@ -156,6 +165,8 @@ pub async fn run(
             publish: Arc::new(move |out| send(&publisher, out)),
             media,
             durations: Durations::new(&config.media.ffprobe),
+            access,
+            limits: (config.http.submit_rate, config.http.submit_burst),
         }))
         .incoming(listener)
         .graceful(async {

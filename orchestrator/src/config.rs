@@ -43,6 +43,12 @@ pub struct BrokerConfig {
 #[serde(default)]
 pub struct HttpConfig {
     pub listen: String,
+    /// `/metrics` wants the API token too.
+    pub metrics_need_token: bool,
+    /// Submissions one client address may make per second, on average.
+    pub submit_rate: f64,
+    /// ... and at once.
+    pub submit_burst: u32,
     /// The URL workers reach this listener at (`http://host:port`), when it
     /// is not the listen address (or the LAN address for 0.0.0.0): behind
     /// a port mapping or a reverse proxy.
@@ -90,6 +96,8 @@ pub struct SchedulerConfig {
     /// A `processing` job without a status for this long is stuck and goes
     /// to another worker.
     pub stall_timeout_s: u64,
+    /// Most jobs that may wait in the queue; more are refused (`429`).
+    pub max_queued_jobs: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +135,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "0.0.0.0:8000".into(),
+            metrics_need_token: false,
+            submit_rate: 20.0,
+            submit_burst: 100,
             public_url: String::new(),
         }
     }
@@ -147,6 +158,7 @@ impl Default for SchedulerConfig {
             max_attempts: 3,
             assign_timeout_s: 20,
             stall_timeout_s: 120,
+            max_queued_jobs: 1000,
         }
     }
 }
@@ -302,6 +314,24 @@ impl Validate for OrchestratorConfig {
                 "must be between 5 and 86400 seconds",
             ));
         }
+        if !(1..=1_000_000).contains(&self.scheduler.max_queued_jobs) {
+            return Err(ConfigError::invalid(
+                "scheduler.max_queued_jobs",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(self.http.submit_rate.is_finite() && self.http.submit_rate > 0.0) {
+            return Err(ConfigError::invalid(
+                "http.submit_rate",
+                "must be a positive number of submissions per second",
+            ));
+        }
+        if self.http.submit_burst == 0 {
+            return Err(ConfigError::invalid(
+                "http.submit_burst",
+                "must be at least 1",
+            ));
+        }
         if self.state.retention_s == 0 {
             return Err(ConfigError::invalid(
                 "state.retention_s",
@@ -425,6 +455,15 @@ mod tests {
             ),
             (&[("TRANSCODE_SCHEDULER__TYPO", "1")], "scheduler.typo"),
             (&[("TRANSCODE_MEDIA__SERVE", "true")], "media.serve"),
+            (
+                &[("TRANSCODE_SCHEDULER__MAX_QUEUED_JOBS", "0")],
+                "scheduler.max_queued_jobs",
+            ),
+            (&[("TRANSCODE_HTTP__SUBMIT_RATE", "0")], "http.submit_rate"),
+            (
+                &[("TRANSCODE_HTTP__SUBMIT_BURST", "0")],
+                "http.submit_burst",
+            ),
             (&[("TRANSCODE_MEDIA__FFPROBE", " ")], "media.ffprobe"),
             (
                 &[("TRANSCODE_HTTP__PUBLIC_URL", "udoo:8000")],

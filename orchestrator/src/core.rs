@@ -45,6 +45,8 @@ pub struct CoreSettings {
     /// hangs on its input, say): it goes to another worker.
     pub stall_timeout: Duration,
     pub retention: Duration,
+    /// Most jobs that may wait in the queue; more are refused.
+    pub max_queued: usize,
 }
 
 /// The moment an event happens, on both clocks the core needs.
@@ -73,6 +75,9 @@ pub enum JobError {
     Conflict(String),
     #[error("{0}")]
     Store(String),
+    /// Too many jobs wait already: try again later.
+    #[error("{0}")]
+    Full(String),
 }
 
 /// One worker as `GET /api/workers` shows it, with the jobs we gave it.
@@ -357,6 +362,16 @@ impl Core {
             return Err(JobError::Conflict(format!(
                 "job {job_id} already exists ({}) with other settings; leave job_id out to get a new one",
                 existing.state.as_str()
+            )));
+        }
+        let queued = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .count();
+        if queued >= self.settings.max_queued {
+            return Err(JobError::Full(format!(
+                "the queue is full: {queued} jobs wait already (scheduler.max_queued_jobs); submit again when some have started"
             )));
         }
         self.check_source(&req.source_path)?;

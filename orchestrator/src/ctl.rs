@@ -66,6 +66,31 @@ pub fn api_error_message(base: &str, status: u16, body: &Value) -> String {
     }
 }
 
+/// Where `transcodectl` looks for the API token when neither `--token-file`
+/// nor `TRANSCODE_TOKEN` gives it: the orchestrator's state folder on this
+/// machine (`TRANSCODE_STATE__DIR`, the systemd unit's, the default
+/// `./state`).
+pub fn token_places(state_dir: Option<&str>) -> Vec<std::path::PathBuf> {
+    let file = crate::access::TOKEN_FILE;
+    let mut places: Vec<std::path::PathBuf> = state_dir
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| std::path::Path::new(d).join(file))
+        .into_iter()
+        .collect();
+    places.push(std::path::Path::new("/var/lib/transcode-orchestrator").join(file));
+    places.push(std::path::Path::new("state").join(file));
+    places
+}
+
+/// The token in a token file: its first line, trimmed.
+pub fn token_in(text: &str) -> Option<String> {
+    text.lines()
+        .next()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+}
+
 /// `eta_s` as `m:ss` below an hour and `h:mm:ss` above; `-:--` when it is
 /// not a usable number.
 pub fn fmt_eta(seconds: f64) -> String {
@@ -674,5 +699,23 @@ mod tests {
         ] {
             assert_eq!(fmt_length(s), want);
         }
+    }
+
+    #[test]
+    fn token_files_and_places() {
+        let cases = [
+            ("abc123\n", Some("abc123")),
+            ("  abc123  \nrest", Some("abc123")),
+            ("", None),
+            ("\n", None),
+            ("a b\n", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(token_in(text).as_deref(), want, "{text:?}");
+        }
+        let places = token_places(Some("/srv/state"));
+        assert_eq!(places[0], std::path::Path::new("/srv/state/api-token"));
+        assert_eq!(places.len(), 3);
+        assert_eq!(token_places(None).len(), 2);
     }
 }

@@ -1,9 +1,12 @@
 //! The orchestrator's HTTP API (warp). Every error is JSON with a sentence
 //! in `error`.
 //!
+//! Everything under `/api/` wants `Authorization: Bearer TOKEN` (`401`);
+//! `/stream`, `/healthz` and the signed `/source` URLs do not.
+//!
 //! | request | answer |
 //! |---|---|
-//! | `POST /api/jobs` | `202` the job; `400`/`409`/`413` with `error` |
+//! | `POST /api/jobs` (JSON only) | `202` the job; `400`/`409`/`413`/`415`/`429` with `error` |
 //! | `GET /api/jobs`, `GET /api/jobs/{id}` | the jobs / one job; `404` |
 //! | `DELETE /api/jobs/{id}` | `200` the cancelled job; `404`; `409` if finished |
 //! | `GET /api/workers` | every known worker |
@@ -26,6 +29,7 @@ use warp::hyper::body::Bytes;
 use warp::reply::Reply;
 use warp::Filter;
 
+use crate::access::Access;
 use crate::core::{Core, JobError, Now, PlaylistAnswer, Publish, SegmentAnswer};
 use crate::media::listing::Durations;
 use crate::media::Media;
@@ -44,6 +48,10 @@ pub struct ApiState {
     pub media: Option<Arc<Media>>,
     /// The lengths of its videos, for listings.
     pub durations: Arc<Durations>,
+    /// The API token and the submission limits.
+    pub access: Arc<Access>,
+    /// (`http.submit_rate`, `http.submit_burst`), named in a `429`.
+    pub limits: (f64, u32),
 }
 
 impl ApiState {
@@ -66,6 +74,7 @@ fn job_error(e: JobError) -> warp::reply::Response {
         JobError::NotFound(_) => StatusCode::NOT_FOUND,
         JobError::Conflict(_) => StatusCode::CONFLICT,
         JobError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        JobError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
     };
     error(status, e.to_string())
 }
@@ -82,22 +91,33 @@ fn not_a_job_id(id: &str) -> warp::reply::Response {
 }
 
 pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let auth = authorized(state.clone());
     let with_state = warp::any().map(move || state.clone());
 
     let submit = warp::path!("api" / "jobs")
         .and(warp::post())
+        .and(auth.clone())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::addr::remote())
         .and(warp::body::content_length_limit(MAX_PAYLOAD_BYTES as u64))
         .and(warp::body::bytes())
         .and(with_state.clone())
-        .map(|body: Bytes, s: ApiState| submit(&body, &s));
+        .map(
+            |kind: Option<String>,
+             client: Option<std::net::SocketAddr>,
+             body: Bytes,
+             s: ApiState| { submit(kind.as_deref(), client, &body, &s) },
+        );
 
     let list = warp::path!("api" / "jobs")
         .and(warp::get())
+        .and(auth.clone())
         .and(with_state.clone())
         .map(|s: ApiState| warp::reply::json(&s.core().jobs()).into_response());
 
     let one = warp::path!("api" / "jobs" / String)
         .and(warp::get())
+        .and(auth.clone())
         .and(with_state.clone())
         .map(|raw: String, s: ApiState| {
             let Ok(id) = Uuid::try_parse(&raw) else {
@@ -111,6 +131,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
 
     let cancel = warp::path!("api" / "jobs" / String)
         .and(warp::delete())
+        .and(auth.clone())
         .and(with_state.clone())
         .map(|raw: String, s: ApiState| {
             let Ok(id) = Uuid::try_parse(&raw) else {
@@ -129,6 +150,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
 
     let workers = warp::path!("api" / "workers")
         .and(warp::get())
+        .and(auth.clone())
         .and(with_state.clone())
         .map(|s: ApiState| warp::reply::json(&s.core().workers()).into_response());
 
@@ -181,6 +203,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
 
     let library = warp::path!("api" / "media")
         .and(warp::get())
+        .and(auth.clone())
         .and(with_state.clone())
         .and(
             warp::query::raw()
@@ -231,8 +254,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
 
     let metrics = warp::path!("metrics")
         .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
         .and(with_state.clone())
-        .map(|s: ApiState| {
+        .map(|authorization: Option<String>, s: ApiState| {
+            if s.access.metrics_need_token && !s.access.allows(authorization.as_deref()) {
+                return unauthorized(&s.access.refusal());
+            }
             let mut text = s.core().metrics_text();
             if let Some(m) = &s.media {
                 text.push_str(&m.metrics_text());
@@ -329,7 +356,12 @@ async fn segment(s: &ApiState, id: Uuid, index: u64) -> warp::reply::Response {
 
 /// `503` with `Retry-After`.
 fn retry_later(message: String, retry_s: u64) -> warp::reply::Response {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    retry_later_with(StatusCode::SERVICE_UNAVAILABLE, message, retry_s)
+}
+
+/// `status` with `Retry-After`.
+fn retry_later_with(status: StatusCode, message: String, retry_s: u64) -> warp::reply::Response {
+    let mut r = error(status, message);
     if let Ok(v) = header::HeaderValue::from_str(&retry_s.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -345,7 +377,79 @@ fn with_cors(mut r: warp::reply::Response) -> warp::reply::Response {
     r
 }
 
-fn submit(body: &[u8], s: &ApiState) -> warp::reply::Response {
+/// The API token is missing or wrong.
+#[derive(Debug)]
+struct Unauthorized(String);
+
+impl warp::reject::Reject for Unauthorized {}
+
+/// Passes requests that carry the API token.
+fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and_then(move |h: Option<String>| {
+            let access = state.access.clone();
+            async move {
+                if access.allows(h.as_deref()) {
+                    Ok(())
+                } else {
+                    Err(warp::reject::custom(Unauthorized(access.refusal())))
+                }
+            }
+        })
+        .untuple_one()
+}
+
+/// `401` with the sentence and `WWW-Authenticate`.
+fn unauthorized(sentence: &str) -> warp::reply::Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, sentence);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"transcode-orchestrator\""),
+    );
+    r
+}
+
+/// Whether a `Content-Type` says JSON (parameters such as `charset` aside).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn submit(
+    content_type: Option<&str>,
+    client: Option<std::net::SocketAddr>,
+    body: &[u8],
+    s: &ApiState,
+) -> warp::reply::Response {
+    // A web page may POST text/plain across sites without asking first:
+    // only JSON is read.
+    if !is_json(content_type) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "a job request must be sent as Content-Type: application/json, not {:?}",
+                transcode_common::validate::truncate(content_type.unwrap_or("nothing"), 60)
+            ),
+        );
+    }
+    if let Err(wait) = s
+        .access
+        .admit(client.map(|c| c.ip()), std::time::Instant::now())
+    {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let who = client.map(|c| c.ip().to_string()).unwrap_or_default();
+        tracing::warn!(client = %who, "submissions refused: too many from this client");
+        return retry_later_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many job requests from {who}: at most {} at once and {} a second (http.submit_burst, http.submit_rate); try again in {seconds} s",
+                s.limits.1,
+                s.limits.0
+            ),
+            seconds,
+        );
+    }
     let req: JobRequest = match wire::decode(body) {
         Ok(r) => r,
         Err(e) => {
@@ -367,27 +471,31 @@ fn submit(body: &[u8], s: &ApiState) -> warp::reply::Response {
 }
 
 async fn handle_rejection(err: warp::Rejection) -> Result<warp::reply::Response, Infallible> {
-    Ok(if err.is_not_found() {
-        error(
-            StatusCode::NOT_FOUND,
-            "no such resource; see /api/jobs, /api/workers, /stream/{job_id}/index.m3u8",
-        )
-    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("invalid job request: the body is larger than {MAX_PAYLOAD_BYTES} bytes"),
-        )
-    } else if err.find::<warp::reject::LengthRequired>().is_some() {
-        error(
-            StatusCode::LENGTH_REQUIRED,
-            "invalid job request: a Content-Length is required",
-        )
-    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this resource",
-        )
-    } else {
-        error(StatusCode::BAD_REQUEST, format!("bad request: {err:?}"))
-    })
+    Ok(
+        if let Some(Unauthorized(sentence)) = err.find::<Unauthorized>() {
+            unauthorized(sentence)
+        } else if err.is_not_found() {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such resource; see /api/jobs, /api/workers, /stream/{job_id}/index.m3u8",
+            )
+        } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("invalid job request: the body is larger than {MAX_PAYLOAD_BYTES} bytes"),
+            )
+        } else if err.find::<warp::reject::LengthRequired>().is_some() {
+            error(
+                StatusCode::LENGTH_REQUIRED,
+                "invalid job request: a Content-Length is required",
+            )
+        } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this resource",
+            )
+        } else {
+            error(StatusCode::BAD_REQUEST, format!("bad request: {err:?}"))
+        },
+    )
 }

@@ -15,6 +15,7 @@
 //! - [`http`]: the warp API (`/api/workers`, `/healthz`).
 //! - [`app`]: the process that ties them together ([`app::run`]).
 
+pub mod access;
 pub mod app;
 pub mod chunks;
 pub mod config;
@@ -26,5 +27,6 @@ pub mod job;
 pub mod media;
 pub mod registry;
 pub mod scheduler;
+pub mod secrets;
 pub mod segments;
 pub mod store;

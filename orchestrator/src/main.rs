@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use transcode_orchestrator::config::OrchestratorConfig;
 
 /// The transcode-worker orchestrator: embedded MQTT broker, worker registry,
@@ -10,8 +10,17 @@ use transcode_orchestrator::config::OrchestratorConfig;
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file (see config/orchestrator.toml); TRANSCODE_... environment variables override it.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replace the HTTP API's token (in state.dir) with a new one and print
+    /// it; a running orchestrator keeps the old one until it restarts.
+    NewToken,
 }
 
 fn main() -> ExitCode {
@@ -24,6 +33,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::NewToken) = cli.command {
+        return match transcode_orchestrator::access::Access::replace_token(&config.state.dir) {
+            Ok((token, path)) => {
+                println!("{token}");
+                eprintln!(
+                    "transcode-orchestrator: the new API token is in {}; restart the orchestrator (systemctl restart transcode-orchestrator) for it to take effect",
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("transcode-orchestrator: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

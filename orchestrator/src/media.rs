@@ -18,6 +18,8 @@ use transcode_common::metrics::Exposition;
 use transcode_common::validate;
 use uuid::Uuid;
 
+use crate::secrets;
+
 pub mod listing;
 
 /// The key file's name in `state.dir`.
@@ -133,7 +135,7 @@ impl Media {
             return None;
         }
         let path = validate::source_path(source_path).ok()?;
-        let sig = hex(&self.mac(job_id, attempt, &path).finalize().into_bytes());
+        let sig = secrets::hex(&self.mac(job_id, attempt, &path).finalize().into_bytes());
         let encoded: Vec<String> = path
             .split('/')
             .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
@@ -162,7 +164,7 @@ impl Media {
             ));
         }
         let path = decode_path(raw_path).map_err(Refusal::Forbidden)?;
-        let Some(sig) = sig.and_then(unhex) else {
+        let Some(sig) = sig.and_then(secrets::unhex) else {
             return Err(Refusal::Forbidden(format!(
                 "the source URL of job {job_id} has no valid signature"
             )));
@@ -234,73 +236,10 @@ pub fn decode_path(raw: &str) -> Result<String, String> {
 /// The signing key in `state_dir`, made (random, readable by us only) when
 /// there is none.
 fn load_or_make_key(state_dir: &Path) -> anyhow::Result<[u8; KEY_LEN]> {
-    let path = state_dir.join(KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes = unhex(text.trim()).filter(|b| b.len() == KEY_LEN);
-            let Some(bytes) = bytes else {
-                anyhow::bail!(
-                    "the source signing key {} is damaged (it must be {} hex digits); delete it and a new one is made at the next start",
-                    path.display(),
-                    KEY_LEN * 2
-                );
-            };
-            let mut key = [0u8; KEY_LEN];
-            key.copy_from_slice(&bytes);
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; KEY_LEN];
-            getrandom::getrandom(&mut key)
-                .map_err(|e| anyhow::anyhow!("no random numbers for the signing key: {e}"))?;
-            std::fs::create_dir_all(state_dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create the state folder {}: {e}",
-                    state_dir.display()
-                )
-            })?;
-            write_private(&path, &hex(&key)).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot write the source signing key {}: {e}",
-                    path.display()
-                )
-            })?;
-            tracing::info!(path = %path.display(), "made the key that signs source URLs");
-            Ok(key)
-        }
-        Err(e) => anyhow::bail!("cannot read the source signing key {}: {e}", path.display()),
-    }
-}
-
-/// Writes a file only its owner can read, whole or not at all.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 256 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    let bytes = secrets::load_or_make(state_dir, KEY_FILE, KEY_LEN, "the source signing key")?;
+    let mut key = [0u8; KEY_LEN];
+    key.copy_from_slice(&bytes);
+    Ok(key)
 }
 
 /// What a `Range` header asks of a file of `len` bytes.
@@ -438,30 +377,6 @@ mod tests {
             m.check(job, 1, "films/a%20b.mkv", Some("00")),
             Err(Refusal::NotFound(_))
         ));
-    }
-
-    #[test]
-    fn the_key_is_kept_across_restarts_and_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let a = load_or_make_key(&state).unwrap();
-        let b = load_or_make_key(&state).unwrap();
-        assert_eq!(a, b);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(state.join(KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        std::fs::write(state.join(KEY_FILE), "not hex").unwrap();
-        let err = load_or_make_key(&state).unwrap_err().to_string();
-        assert!(
-            err.contains("damaged") && err.contains("delete it"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -294,14 +294,33 @@ impl Drop for Proc {
     }
 }
 
-/// An HTTP GET returning JSON; `None` when the server is not answering or
-/// the status is not 200.
+/// The API token every test orchestrator gets: [`System`] writes it into
+/// the state folder before the first start, as a person may replace the
+/// token the orchestrator made.
+pub const API_TOKEN: &str = "7e57a11ce0ffee00c0ffee00ba5eba11d0d0cafe1234567890abcdef00112233";
+
+/// `Authorization` with [`API_TOKEN`].
+pub fn bearer() -> String {
+    format!("Bearer {API_TOKEN}")
+}
+
+/// An HTTP GET (with the API token) returning JSON; `None` when the server
+/// is not answering or the status is not 200.
 pub fn get_json(url: &str) -> Option<Value> {
+    get_json_with(url, API_TOKEN)
+}
+
+/// [`get_json`] with another API token.
+pub fn get_json_with(url: &str, token: &str) -> Option<Value> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(3)))
         .build()
         .into();
-    let mut resp = agent.get(url).call().ok()?;
+    let mut resp = agent
+        .get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .call()
+        .ok()?;
     resp.body_mut().read_json::<Value>().ok()
 }
 
@@ -354,8 +373,18 @@ impl System {
         p
     }
 
+    /// The orchestrator's state folder.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// Starts the orchestrator with `args` and does not wait for it.
     pub fn spawn_orchestrator(&self, args: &[&str]) -> Proc {
+        let token = self.state_dir().join("api-token");
+        if !token.exists() {
+            let _ = std::fs::create_dir_all(self.state_dir());
+            std::fs::write(&token, API_TOKEN).expect("the test's API token");
+        }
         let mut env = vec![
             env(
                 "TRANSCODE_BROKER__LISTEN",
@@ -752,9 +781,10 @@ pub fn http_json(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Value) {
         ("POST", Some(b)) => agent
             .post(url)
             .header("content-type", "application/json")
+            .header("authorization", bearer())
             .send(b),
-        ("DELETE", _) => agent.delete(url).call(),
-        _ => agent.get(url).call(),
+        ("DELETE", _) => agent.delete(url).header("authorization", bearer()).call(),
+        _ => agent.get(url).header("authorization", bearer()).call(),
     };
     match result {
         Ok(mut resp) => {

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use transcode_tests::{env, ffprobe, free_port, get_json, require_tools, wait_until, Proc};
+use transcode_tests::{
+    env, ffprobe, free_port, get_json, get_json_with, require_tools, wait_until, Proc,
+};
 
 #[test]
 fn dev_run_prints_a_stream_url_that_plays() {
@@ -48,7 +50,14 @@ fn dev_run_prints_a_stream_url_that_plays() {
         streams.iter().any(|s| s.0 == "audio" && s.1 == "aac"),
         "{streams:?}"
     );
-    let workers = get_json(&format!("http://127.0.0.1:{api}/api/workers")).expect("API answers");
+    // The API wants the token the orchestrator made at its first start.
+    let token = std::fs::read_to_string(dir.path().join("state/api-token")).expect("the token");
+    assert!(
+        get_json(&format!("http://127.0.0.1:{api}/api/workers")).is_none(),
+        "the API answered without the token"
+    );
+    let get = |path: &str| get_json_with(&format!("http://127.0.0.1:{api}{path}"), token.trim());
+    let workers = get("/api/workers").expect("API answers");
     assert_eq!(workers[0]["worker_id"], "local-worker");
     // No shared folder: the worker read the sample from the orchestrator.
     let worker_log = std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default();
@@ -56,7 +65,7 @@ fn dev_run_prints_a_stream_url_that_plays() {
         worker_log.contains("reading the source from the orchestrator"),
         "{worker_log}"
     );
-    let library = get_json(&format!("http://127.0.0.1:{api}/api/media")).expect("the library");
+    let library = get("/api/media").expect("the library");
     assert_eq!(library["entries"][0]["path"], "sample.mkv", "{library}");
 
     demo.signal(Signal::SIGTERM);

@@ -9,6 +9,8 @@ fn ctl(sys: &System, args: &[&str]) -> Output {
     Command::new(bin("transcodectl"))
         .arg("--orchestrator")
         .arg(sys.api(""))
+        .arg("--token-file")
+        .arg(sys.state_dir().join("api-token"))
         .args(args)
         .stdin(Stdio::null())
         .output()

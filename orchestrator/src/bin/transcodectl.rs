@@ -19,6 +19,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
 /// Environment variable read when `--orchestrator` is not given.
 const ORCHESTRATOR_ENV: &str = "TRANSCODE_ORCHESTRATOR";
+/// Environment variable holding the API token.
+const TOKEN_ENV: &str = "TRANSCODE_TOKEN";
 
 /// Submit, follow, list and cancel transcode jobs on a transcode-worker
 /// orchestrator.
@@ -29,6 +31,10 @@ struct Cli {
     /// [default: http://127.0.0.1:8000]
     #[arg(long, global = true, value_name = "URL")]
     orchestrator: Option<String>,
+    /// File holding the API token [env: TRANSCODE_TOKEN holds the token
+    /// itself] [default: the orchestrator's state folder on this machine]
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,7 +99,14 @@ fn main() -> ExitCode {
         .or_else(|| std::env::var(ORCHESTRATOR_ENV).ok())
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| ctl::DEFAULT_ORCHESTRATOR.to_string());
-    let api = Api::new(ctl::base_url(&raw));
+    let token = match find_token(cli.token_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("transcodectl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let api = Api::new(ctl::base_url(&raw), token);
     match run(&api, cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -101,6 +114,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The API token: from `--token-file`, `TRANSCODE_TOKEN`, or the
+/// orchestrator's state folder on this machine; with where it came from.
+fn find_token(file: Option<&std::path::Path>) -> Result<Option<(String, String)>, String> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
+        return ctl::token_in(&text)
+            .map(|t| Some((t, file.display().to_string())))
+            .ok_or_else(|| format!("the token file {} holds no token", file.display()));
+    }
+    if let Some(t) = std::env::var(TOKEN_ENV)
+        .ok()
+        .and_then(|t| ctl::token_in(&t))
+    {
+        return Ok(Some((t, TOKEN_ENV.to_string())));
+    }
+    let state = std::env::var("TRANSCODE_STATE__DIR").ok();
+    Ok(ctl::token_places(state.as_deref())
+        .into_iter()
+        .find_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            ctl::token_in(&text).map(|t| (t, p.display().to_string()))
+        }))
 }
 
 fn run(api: &Api, command: Command) -> Result<ExitCode, ApiError> {
@@ -369,25 +407,47 @@ struct Api {
     /// Base URL without a trailing slash, also named in every error.
     base: String,
     agent: ureq::Agent,
+    /// The API token and where it came from.
+    token: Option<(String, String)>,
 }
 
 impl Api {
-    fn new(base: String) -> Self {
+    fn new(base: String, token: Option<(String, String)>) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
             .build()
             .into();
-        Api { base, agent }
+        Api { base, agent, token }
     }
 
     /// One request; a 2xx JSON answer, or an error sentence naming the URL.
     fn send(&self, method: Method, path: &str) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
+        let bearer = self
+            .token
+            .as_ref()
+            .map(|(t, _)| format!("Bearer {t}"))
+            .unwrap_or_default();
         let (verb, sent) = match method {
-            Method::Get => ("GET", self.agent.get(&url).call()),
-            Method::Post(body) => ("POST", self.agent.post(&url).send_json(body)),
-            Method::Delete => ("DELETE", self.agent.delete(&url).call()),
+            Method::Get => (
+                "GET",
+                self.agent.get(&url).header("Authorization", &bearer).call(),
+            ),
+            Method::Post(body) => (
+                "POST",
+                self.agent
+                    .post(&url)
+                    .header("Authorization", &bearer)
+                    .send_json(body),
+            ),
+            Method::Delete => (
+                "DELETE",
+                self.agent
+                    .delete(&url)
+                    .header("Authorization", &bearer)
+                    .call(),
+            ),
         };
         let mut response = match sent {
             Ok(r) => r,
@@ -416,9 +476,14 @@ impl Api {
         let json = serde_json::from_str::<Value>(&text);
         if !(200..300).contains(&status) {
             let body = json.unwrap_or(Value::Null);
-            return Err(ApiError::Answer(ctl::api_error_message(
-                &self.base, status, &body,
-            )));
+            let mut sentence = ctl::api_error_message(&self.base, status, &body);
+            if status == 401 {
+                sentence.push_str(&match &self.token {
+                    Some((_, from)) => format!(" (transcodectl sent the token from {from}, which the orchestrator does not accept)"),
+                    None => format!(" (transcodectl found no token: give --token-file FILE or set {TOKEN_ENV})"),
+                });
+            }
+            return Err(ApiError::Answer(sentence));
         }
         json.map_err(|e| {
             ApiError::Answer(format!(

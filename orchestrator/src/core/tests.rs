@@ -11,6 +11,7 @@ struct Rig {
 
 fn settings() -> CoreSettings {
     CoreSettings {
+        max_queued: 10_000,
         heartbeat_timeout: Duration::from_secs(10),
         max_attempts: 3,
         assign_timeout: Duration::from_secs(20),
