@@ -14,9 +14,24 @@ pub mod mdns;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// Decides whether a connection may log in: (client id, username,
+/// password). A connection without a login is refused when one is set.
+#[derive(Clone)]
+pub struct Authenticator(pub Arc<LoginCheck>);
+
+/// (client id, username, password) -> may log in.
+pub type LoginCheck = dyn Fn(&str, &str, &str) -> bool + Send + Sync;
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator")
+    }
+}
 
 /// What the orchestrator decides about its broker.
 #[derive(Debug, Clone)]
@@ -25,6 +40,8 @@ pub struct BrokerSettings {
     pub listen: SocketAddr,
     /// When set, every client must log in with these credentials.
     pub credentials: Option<(String, String)>,
+    /// When set, it decides every login (and `credentials` is not used).
+    pub authenticator: Option<Authenticator>,
     /// How many clients may be connected at once.
     pub max_connections: usize,
     /// Largest publish the broker accepts, in bytes. Larger ones close the
@@ -38,6 +55,7 @@ impl BrokerSettings {
         BrokerSettings {
             listen,
             credentials: None,
+            authenticator: None,
             max_connections: 1024,
             max_payload_bytes: 2 * 1024 * 1024,
         }
@@ -66,7 +84,7 @@ pub struct RunningBroker {
 
 /// Builds the rumqttd configuration from our settings.
 pub fn rumqttd_config(settings: &BrokerSettings) -> Config {
-    let connections = ConnectionSettings {
+    let mut connections = ConnectionSettings {
         // Time a new socket has to send CONNECT.
         connection_timeout_ms: 5_000,
         max_payload_size: settings.max_payload_bytes,
@@ -83,6 +101,11 @@ pub fn rumqttd_config(settings: &BrokerSettings) -> Config {
         // the publisher.
         dynamic_filters: true,
     };
+    if let Some(Authenticator(check)) = settings.authenticator.clone() {
+        connections.set_auth_handler(move |client_id, username, password| {
+            std::future::ready(check(&client_id, &username, &password))
+        });
+    }
     let server = ServerSettings {
         name: "mqtt-v4".to_string(),
         listen: settings.listen,

@@ -16,9 +16,11 @@ use crate::access::Access;
 use crate::config::OrchestratorConfig;
 use crate::core::{Core, CoreSettings, Now, Publish};
 use crate::http::{self, ApiState};
+use crate::logins::{Logins, Verdict, ORCHESTRATOR_LOGIN};
 use crate::media::listing::Durations;
 use crate::media::Media;
 use crate::store::Store;
+use transcode_common::validate;
 
 /// How often time-driven work runs (timeouts, dispatch, pruning).
 const TICK_EVERY: Duration = Duration::from_millis(500);
@@ -106,11 +108,36 @@ pub async fn run(
     tracing::info!(token = %access.token_path().display(), "the HTTP API wants the token in this file (Authorization: Bearer TOKEN); transcodectl on this machine reads it, elsewhere set TRANSCODE_TOKEN");
     let core = Arc::new(Mutex::new(core));
 
+    // Who may log in to the embedded broker (not used with an external one,
+    // or with broker.allow_anonymous).
+    let logins = if config.broker.embedded && !config.broker.allow_anonymous {
+        let logins = Logins::open(&config.state.dir, config.credentials())?;
+        tracing::info!(path = %logins.path().display(), "the embedded broker takes only its logins: add a worker with `transcode-orchestrator add-worker NAME`");
+        Some(Arc::new(logins))
+    } else {
+        None
+    };
     // Kept until the process ends; dropping it says goodbye over mDNS.
     let mut advertisement = None;
     let broker = if config.broker.embedded {
         let mut settings = transcode_broker::BrokerSettings::new(config.broker_listen());
         settings.credentials = config.credentials();
+        settings.authenticator = logins.clone().map(|logins| {
+            transcode_broker::Authenticator(Arc::new(
+                move |client_id: &str, username: &str, password: &str| match logins
+                    .check(client_id, username, password)
+                {
+                    Verdict::Refused(why) => {
+                        tracing::warn!(
+                            client_id = %validate::truncate(client_id, 60),
+                            "MQTT login refused: {why}"
+                        );
+                        false
+                    }
+                    _ => true,
+                },
+            ))
+        });
         settings.max_connections = config.broker.max_connections;
         let running = tokio::task::spawn_blocking(move || transcode_broker::start(&settings))
             .await
@@ -136,7 +163,11 @@ pub async fn run(
             .context("broker.url is not a usable broker address")?
     };
 
-    let credentials = config.credentials();
+    // On our own broker the orchestrator logs in as itself.
+    let credentials = match &logins {
+        Some(l) => Some((ORCHESTRATOR_LOGIN.to_string(), l.orchestrator_password())),
+        None => config.credentials(),
+    };
     let mut opts = mqtt::options(
         "transcode-orchestrator",
         &broker,

@@ -37,6 +37,9 @@ pub struct BrokerConfig {
     pub mdns: bool,
     /// Clients the embedded broker accepts at once.
     pub max_connections: usize,
+    /// Let clients connect to the embedded broker without a login (a
+    /// closed lab); false: the orchestrator's logins only.
+    pub allow_anonymous: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +130,7 @@ impl Default for BrokerConfig {
             password: None,
             mdns: true,
             max_connections: 1024,
+            allow_anonymous: false,
         }
     }
 }
@@ -213,6 +217,18 @@ impl OrchestratorConfig {
     pub fn topics(&self) -> Topics {
         Topics::new(&self.mqtt.topic_prefix)
             .unwrap_or_else(|_| Topics::new("transcode").expect("the default prefix is valid"))
+    }
+
+    /// Where workers reach the embedded broker: the listen address, or this
+    /// machine's LAN address when that is 0.0.0.0.
+    pub fn broker_public_addr(&self) -> (String, u16) {
+        let listen = self.broker_listen();
+        let ip = if listen.ip().is_unspecified() {
+            transcode_common::net::lan_address()
+        } else {
+            listen.ip()
+        };
+        (ip.to_string(), listen.port())
     }
 
     /// The media root, when there is one.

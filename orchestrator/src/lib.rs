@@ -24,6 +24,7 @@ pub mod ctl;
 pub mod homeassistant;
 pub mod http;
 pub mod job;
+pub mod logins;
 pub mod media;
 pub mod registry;
 pub mod scheduler;

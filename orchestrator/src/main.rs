@@ -21,6 +21,18 @@ enum Command {
     /// Replace the HTTP API's token (in state.dir) with a new one and print
     /// it; a running orchestrator keeps the old one until it restarts.
     NewToken,
+    /// Give a worker its own broker login and print the line it joins with
+    /// (`transcode-worker join LINE`); again for a worker that has one: a
+    /// new password. A running orchestrator takes it within a second.
+    AddWorker {
+        /// The worker's id (its worker_id).
+        name: String,
+    },
+    /// Take a worker's broker login away: it is refused at its next
+    /// connection.
+    RevokeWorker { name: String },
+    /// List the workers that have a broker login.
+    Logins,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +45,59 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let state = config.state.dir.clone();
+    match &cli.command {
+        Some(Command::AddWorker { name }) => {
+            return match transcode_orchestrator::logins::Logins::add_worker(&state, name) {
+                Ok((password, replaced)) => {
+                    let (host, port) = config.broker_public_addr();
+                    let line =
+                        transcode_orchestrator::logins::join_line(name, &password, &host, port);
+                    println!("transcode-worker join {line}");
+                    eprintln!(
+                        "transcode-orchestrator: worker {name} {} a login; run the line above on it (it holds the password: keep it private)",
+                        if replaced { "has a new password for" } else { "has" }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("transcode-orchestrator: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::RevokeWorker { name }) => {
+            return match transcode_orchestrator::logins::Logins::revoke_worker(&state, name) {
+                Ok(true) => {
+                    eprintln!("transcode-orchestrator: worker {name} has no login any more; it is refused at its next connection");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    eprintln!("transcode-orchestrator: worker {name} has no login to revoke (see transcode-orchestrator logins)");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("transcode-orchestrator: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Logins) => {
+            return match transcode_orchestrator::logins::Logins::workers(&state) {
+                Ok(workers) => {
+                    for w in workers {
+                        println!("{w}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("transcode-orchestrator: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     if let Some(Command::NewToken) = cli.command {
         return match transcode_orchestrator::access::Access::replace_token(&config.state.dir) {
             Ok((token, path)) => {

@@ -332,6 +332,10 @@ pub struct System {
     pub http_port: u16,
     /// Extra environment for the orchestrator, kept for restarts.
     pub orchestrator_env: Vec<(String, String)>,
+    /// Keep the embedded broker's default: logins only. Otherwise the
+    /// tests that are not about logins let clients in anonymously
+    /// (`broker.allow_anonymous`), as a closed lab would.
+    pub locked: bool,
 }
 
 impl Default for System {
@@ -348,6 +352,7 @@ impl System {
             broker_port: free_port(),
             http_port: free_port(),
             orchestrator_env: Vec::new(),
+            locked: false,
         }
     }
 
@@ -396,6 +401,10 @@ impl System {
             ),
             env("TRANSCODE_BROKER__MDNS", "false"),
             env(
+                "TRANSCODE_BROKER__ALLOW_ANONYMOUS",
+                if self.locked { "false" } else { "true" },
+            ),
+            env(
                 "TRANSCODE_STATE__DIR",
                 self.dir.path().join("state").display().to_string(),
             ),
@@ -413,6 +422,11 @@ impl System {
     /// Starts a worker named `id` with a one-second heartbeat and `extra`
     /// settings.
     pub fn start_worker(&self, id: &str, extra: &[(&str, &str)]) -> Proc {
+        self.start_worker_with(id, extra, &[])
+    }
+
+    /// [`System::start_worker`] with command-line arguments (`--config`).
+    pub fn start_worker_with(&self, id: &str, extra: &[(&str, &str)], args: &[&str]) -> Proc {
         let media = self.dir.path().join("media");
         let _ = std::fs::create_dir_all(&media);
         let mut env = vec![
@@ -435,7 +449,7 @@ impl System {
         Proc::spawn(
             &format!("worker-{id}"),
             &bin("transcode-worker"),
-            &[],
+            args,
             &env,
             self.dir.path(),
         )

@@ -67,6 +67,39 @@ fn dev_run_prints_a_stream_url_that_plays() {
     );
     let library = get("/api/media").expect("the library");
     assert_eq!(library["entries"][0]["path"], "sample.mkv", "{library}");
+    // The broker is locked: the watch command it prints works, a client
+    // without a login does not.
+    let watch = wait_until(Duration::from_secs(120), "the watch line", || {
+        demo.log().lines().find_map(|l| {
+            l.split_once("Watch everything:")
+                .map(|(_, c)| c.to_string())
+        })
+    });
+    let password = watch
+        .split_whitespace()
+        .skip_while(|w| *w != "-P")
+        .nth(1)
+        .expect("a password in the watch line")
+        .to_string();
+    let sub = |login: &[&str]| {
+        std::process::Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &broker.to_string()])
+            .args(login)
+            .args([
+                "-t",
+                "transcode/orchestrator/availability",
+                "-C",
+                "1",
+                "-W",
+                "5",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("mosquitto_sub")
+    };
+    let seen = sub(&["-u", "watch", "-P", &password]);
+    assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "online");
+    assert!(!sub(&[]).status.success(), "an anonymous client was let in");
 
     demo.signal(Signal::SIGTERM);
     let status = demo

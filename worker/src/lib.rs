@@ -26,6 +26,7 @@ pub mod ffprobe;
 pub mod heartbeat;
 pub mod http;
 pub mod jobs;
+pub mod join;
 pub mod media;
 pub mod metrics;
 pub mod outputs;
