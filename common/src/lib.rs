@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod mqtt_url;
 pub mod net;
+pub mod seal;
 pub mod topics;
 pub mod validate;
 pub mod wire;

@@ -182,10 +182,16 @@ pub async fn run(
         true,
     ));
     let (client, mut events) = mqtt::connect(opts, broker.to_string(), None);
+    let orders = Orders {
+        topics: topics.clone(),
+        logins: logins.clone(),
+    };
+    let http_orders = orders.clone();
     let session = Session {
         client: client.clone(),
         topics,
         core: core.clone(),
+        orders,
     };
 
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -193,7 +199,7 @@ pub async fn run(
     let server = tokio::spawn(
         warp::serve(http::routes(ApiState {
             core,
-            publish: Arc::new(move |out| send(&publisher, out)),
+            publish: Arc::new(move |out| send(&publisher, out, &http_orders)),
             media,
             durations: Durations::new(&config.media.ffprobe),
             access,
@@ -260,10 +266,37 @@ pub async fn run(
 /// Publishes what the core asked for. Never waits: when the broker is away
 /// the store still holds the truth, and statuses are published again on
 /// reconnection.
-fn send(client: &AsyncClient, out: Vec<Publish>) {
+/// Publishes what the core decided. Orders to a worker that has a login
+/// (assignments, cancels, output notices) are sealed with its password: the
+/// broker has no access rules, so that is how the worker knows they are ours.
+fn send(client: &AsyncClient, out: Vec<Publish>, orders: &Orders) {
     for p in out {
-        if let Err(e) = client.try_publish(p.topic.clone(), QoS::AtLeastOnce, p.retain, p.payload) {
+        let payload = orders.seal(&p.topic, p.payload);
+        if let Err(e) = client.try_publish(p.topic.clone(), QoS::AtLeastOnce, p.retain, payload) {
             tracing::warn!(topic = %p.topic, error = %e, "not published");
+        }
+    }
+}
+
+/// What seals the orders to workers.
+#[derive(Clone)]
+struct Orders {
+    topics: Topics,
+    logins: Option<Arc<Logins>>,
+}
+
+impl Orders {
+    fn seal(&self, topic: &str, payload: Vec<u8>) -> Vec<u8> {
+        let Some(logins) = &self.logins else {
+            return payload;
+        };
+        let worker = match self.topics.parse(topic) {
+            Some(Topic::WorkerJobs(id) | Topic::WorkerCancel(id) | Topic::WorkerOutputs(id)) => id,
+            _ => return payload,
+        };
+        match logins.password_of(&worker) {
+            Some(key) => transcode_common::seal::seal(&payload, key.as_bytes(), topic),
+            None => payload,
         }
     }
 }
@@ -273,6 +306,7 @@ struct Session {
     client: AsyncClient,
     topics: Topics,
     core: Arc<Mutex<Core>>,
+    orders: Orders,
 }
 
 impl Session {
@@ -281,7 +315,7 @@ impl Session {
     }
 
     fn send(&self, out: Vec<Publish>) {
-        send(&self.client, out);
+        send(&self.client, out, &self.orders);
     }
 
     /// Publishes while the core is still locked (publishing never waits), so

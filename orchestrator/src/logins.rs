@@ -142,24 +142,7 @@ impl Logins {
                 "client id {client_id:?} is not its login {username:?}"
             ));
         }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.checked.elapsed() >= RELOAD_EVERY {
-            state.checked = Instant::now();
-            let modified = std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified != state.modified {
-                match read(&self.path) {
-                    Ok(Some(file)) => {
-                        state.file = file;
-                        state.modified = modified;
-                        tracing::info!(path = %self.path.display(), "broker logins read again");
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("{e}; the logins known so far stay"),
-                }
-            }
-        }
+        let state = self.fresh();
         let file = &state.file;
         if username == ORCHESTRATOR_LOGIN {
             return if secrets::same(password.as_bytes(), file.orchestrator.as_bytes()) {
@@ -180,6 +163,40 @@ impl Logins {
                 "worker {id} has no login (never added, or revoked)"
             )),
         }
+    }
+
+    /// Worker `id`'s password (the key its orders are sealed with), while
+    /// it has a login.
+    pub fn password_of(&self, id: &str) -> Option<String> {
+        self.fresh()
+            .file
+            .workers
+            .get(id)
+            .map(|l| l.password.clone())
+    }
+
+    /// The logins, read again first when the file changed (looked at most
+    /// once a second).
+    fn fresh(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.checked.elapsed() >= RELOAD_EVERY {
+            state.checked = Instant::now();
+            let modified = std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok();
+            if modified != state.modified {
+                match read(&self.path) {
+                    Ok(Some(file)) => {
+                        state.file = file;
+                        state.modified = modified;
+                        tracing::info!(path = %self.path.display(), "broker logins read again");
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("{e}; the logins known so far stay"),
+                }
+            }
+        }
+        state
     }
 
     /// Gives worker `id` a new login (replacing an old one) and returns its
@@ -328,6 +345,8 @@ mod tests {
                 other => panic!("{user}: {other:?}"),
             }
         }
+        assert_eq!(logins.password_of("pc").as_deref(), Some(pc.as_str()));
+        assert_eq!(logins.password_of("tv"), None);
         // Revoked: refused once the running orchestrator sees the file.
         assert!(Logins::revoke_worker(state, "nas").unwrap());
         assert!(!Logins::revoke_worker(state, "nas").unwrap());

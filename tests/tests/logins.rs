@@ -126,6 +126,41 @@ fn a_locked_broker_takes_each_worker_by_its_own_login_only() {
         .0
     );
 
+    // An order another client publishes on w1's job topic is refused: the
+    // orchestrator's orders are sealed with w1's login.
+    let forged =
+        json!({"job_id": "00000000-0000-4000-8000-00000000abcd", "source_path": "clip.mkv",
+        "resolution": "720p", "bitrate": "1M", "attempt": 1})
+        .to_string();
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &sys.broker_port.to_string()])
+        .args(["-i", "worker-w2", "-u", "worker-w2", "-P", &w2_pass])
+        .args(["-t", "transcode/workers/w1/jobs", "-m", &forged, "-q", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("mosquitto_pub");
+    assert!(out.status.success());
+    wait_until(
+        Duration::from_secs(10),
+        "w1 to refuse the forged order",
+        || {
+            w1.log()
+                .lines()
+                .find(|l| {
+                    l.contains("order refused")
+                        && l.contains("00000000-0000-4000-8000-00000000abcd")
+                })
+                .map(str::to_string)
+        },
+    );
+    // Only the real job ever ran there.
+    assert_eq!(
+        w1.log().matches("starting FFmpeg").count(),
+        1,
+        "{}",
+        w1.log()
+    );
+
     // Revoked: refused at the next connection.
     let out = orchestrator_cmd(&sys, &["revoke-worker", "w1"]);
     assert!(

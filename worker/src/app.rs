@@ -108,6 +108,16 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
             opts
         }
     };
+    // Orders are taken only sealed with our login (or, in a lab without
+    // logins, as they come when worker.accept_unsigned_jobs says so).
+    let orders = crate::orders::Orders::new(
+        config
+            .broker
+            .username
+            .as_ref()
+            .and(config.broker.password.as_deref()),
+        config.worker.accept_unsigned_jobs,
+    );
     tokio::pin!(shutdown);
     let rescan = std::sync::Arc::new(tokio::sync::Notify::new());
     let (broker, redirect) = if config.broker.url.trim().is_empty() {
@@ -244,9 +254,23 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                     tokio::spawn(async move { jobs.publish_inventory().await });
                 }
                 Some(SessionEvent::Message(p)) => match topics.parse(&p.topic) {
-                    Some(Topic::WorkerJobs(id)) if id == worker_id => jobs.on_assignment(&p.payload).await,
-                    Some(Topic::WorkerCancel(id)) if id == worker_id => jobs.on_cancel(&p.payload).await,
-                    Some(Topic::WorkerOutputs(id)) if id == worker_id => jobs.on_output(&p.payload),
+                    Some(Topic::WorkerJobs(id) | Topic::WorkerCancel(id) | Topic::WorkerOutputs(id))
+                        if id == worker_id =>
+                    {
+                        match orders.open(&p.topic, &p.payload) {
+                            Ok(order) => match topics.parse(&p.topic) {
+                                Some(Topic::WorkerJobs(_)) => jobs.on_assignment(&order).await,
+                                Some(Topic::WorkerCancel(_)) => jobs.on_cancel(&order).await,
+                                _ => jobs.on_output(&order),
+                            },
+                            Err(why) => tracing::warn!(
+                                worker_id = %worker_id,
+                                topic = %p.topic,
+                                job_id = ?transcode_common::wire::job_id_of(&p.payload),
+                                "order refused: {why}"
+                            ),
+                        }
+                    }
                     _ => tracing::debug!(worker_id = %worker_id, topic = %p.topic, "message on a topic we do not handle"),
                 },
                 Some(SessionEvent::Lost(_)) => {

@@ -20,6 +20,15 @@ pub struct WorkerConfig {
     pub media: MediaConfig,
     pub transcode: TranscodeConfig,
     pub heartbeat: HeartbeatConfig,
+    pub worker: WorkerSection,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerSection {
+    /// Take orders (assignments, cancels) that the orchestrator did not
+    /// seal with this worker's login: anyone on the broker can send them.
+    pub accept_unsigned_jobs: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

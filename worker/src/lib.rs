@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod join;
 pub mod media;
 pub mod metrics;
+pub mod orders;
 pub mod outputs;
 pub mod probe;
 pub mod progress;
