@@ -7,6 +7,13 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// The field (unix ms) the orchestrator puts inside a sealed order: an
+/// order sealed longer ago than [`MAX_AGE_MS`] (or that far in the future:
+/// clocks differ) is refused, so a recorded order cannot be replayed later.
+pub const SEALED_AT: &str = "sealed_at";
+/// How old (or how far ahead) a sealed order may be.
+pub const MAX_AGE_MS: u64 = 5 * 60 * 1000;
+
 /// Why a payload is not taken.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SealError {

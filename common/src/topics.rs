@@ -13,6 +13,8 @@ pub enum Topic {
     WorkerAvailability(String),
     WorkerJobs(String),
     WorkerCancel(String),
+    /// A request to the orchestrator: cancel what this worker runs.
+    WorkerStop(String),
     WorkerJob(String),
     WorkerSegments(String),
     WorkerOutputs(String),
@@ -77,6 +79,16 @@ impl Topics {
     pub fn worker_cancel(&self, worker_id: &str) -> String {
         format!("{}/workers/{worker_id}/cancel", self.prefix)
     }
+    /// Any payload here asks the orchestrator to cancel the jobs the worker
+    /// runs (Home Assistant's cancel button): the orchestrator's cancel is
+    /// what the worker takes.
+    pub fn worker_stop(&self, worker_id: &str) -> String {
+        format!("{}/workers/{worker_id}/stop", self.prefix)
+    }
+    /// Every worker's stop requests.
+    pub fn all_worker_stop(&self) -> String {
+        self.worker_stop("+")
+    }
     pub fn job_status(&self, job_id: &str) -> String {
         format!("{}/jobs/{job_id}/status", self.prefix)
     }
@@ -134,6 +146,7 @@ impl Topics {
                     "availability" => Some(Topic::WorkerAvailability(id)),
                     "jobs" => Some(Topic::WorkerJobs(id)),
                     "cancel" => Some(Topic::WorkerCancel(id)),
+                    "stop" => Some(Topic::WorkerStop(id)),
                     "job" => Some(Topic::WorkerJob(id)),
                     "segments" => Some(Topic::WorkerSegments(id)),
                     "outputs" => Some(Topic::WorkerOutputs(id)),
@@ -195,6 +208,7 @@ mod tests {
                 t.worker_cancel("w1"),
                 Some(Topic::WorkerCancel("w1".into())),
             ),
+            (t.worker_stop("w1"), Some(Topic::WorkerStop("w1".into()))),
             (
                 t.worker_segments("w1"),
                 Some(Topic::WorkerSegments("w1".into())),

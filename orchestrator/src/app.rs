@@ -129,7 +129,7 @@ pub async fn run(
                 {
                     Verdict::Refused(why) => {
                         tracing::warn!(
-                            client_id = %validate::truncate(client_id, 60),
+                            client_id = ?validate::truncate(client_id, 60),
                             "MQTT login refused: {why}"
                         );
                         false
@@ -295,7 +295,21 @@ impl Orders {
             _ => return payload,
         };
         match logins.password_of(&worker) {
-            Some(key) => transcode_common::seal::seal(&payload, key.as_bytes(), topic),
+            Some(key) => {
+                // The time goes inside the seal: a recorded order replayed
+                // later is refused as stale.
+                let stamped = match serde_json::from_slice::<serde_json::Value>(&payload) {
+                    Ok(serde_json::Value::Object(mut order)) => {
+                        order.insert(
+                            transcode_common::seal::SEALED_AT.into(),
+                            transcode_common::unix_ms().into(),
+                        );
+                        serde_json::to_vec(&order).unwrap_or(payload)
+                    }
+                    _ => payload,
+                };
+                transcode_common::seal::seal(&stamped, key.as_bytes(), topic)
+            }
             None => payload,
         }
     }
@@ -341,6 +355,7 @@ impl Session {
             (self.topics.all_segments(), QoS::AtLeastOnce),
             (self.topics.jobs_submit(), QoS::AtLeastOnce),
             (self.topics.all_job_cancel(), QoS::AtLeastOnce),
+            (self.topics.all_worker_stop(), QoS::AtLeastOnce),
         ];
         let ha_status = self.core().ha_status_topic();
         for (topic, qos) in subscriptions
@@ -393,6 +408,7 @@ impl Session {
                 Some(Topic::WorkerSegments(id)) => Ok(core.on_segments(&id, payload, now)),
                 Some(Topic::JobsSubmit) => Ok(self.on_submit(&mut core, payload, now)),
                 Some(Topic::JobCancel(id)) => Ok(self.on_cancel(&mut core, &id, now)),
+                Some(Topic::WorkerStop(id)) => Ok(core.cancel_on(&id, now)),
                 _ => {
                     tracing::debug!(%topic, "message on a topic we do not handle");
                     return;

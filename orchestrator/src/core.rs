@@ -1167,6 +1167,28 @@ impl Core {
     }
 
     /// Whether a run of the job (a chunk of a split job) holds the worker.
+    /// Cancels every job that runs on `worker` (Home Assistant's cancel
+    /// button asks for it on the worker's stop topic).
+    pub fn cancel_on(&mut self, worker: &str, now: Now) -> Vec<Publish> {
+        let ids: Vec<Uuid> = self
+            .jobs
+            .values()
+            .filter(|j| self.runs_on(j, worker))
+            .map(|j| j.job_id)
+            .collect();
+        if ids.is_empty() {
+            tracing::info!(worker_id = %worker, "stop request: the worker runs no job of ours");
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            match self.cancel(id, now) {
+                Ok((_, more)) => out.extend(more),
+                Err(e) => tracing::warn!(job_id = %id, worker_id = %worker, "stop request: {e}"),
+            }
+        }
+        out
+    }
+
     fn runs_on(&self, job: &Job, worker_id: &str) -> bool {
         if job.is_mesh_mode {
             return job

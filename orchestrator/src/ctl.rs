@@ -82,6 +82,21 @@ pub fn token_places(state_dir: Option<&str>) -> Vec<std::path::PathBuf> {
     places
 }
 
+/// Whether an orchestrator URL is on this machine (a token found in the
+/// local state folder is sent only there).
+pub fn is_loopback_url(base: &str) -> bool {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The token in a token file: its first line, trimmed.
 pub fn token_in(text: &str) -> Option<String> {
     text.lines()
@@ -712,6 +727,17 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(token_in(text).as_deref(), want, "{text:?}");
+        }
+        for (url, local) in [
+            ("http://127.0.0.1:8000", true),
+            ("http://localhost:8000/", true),
+            ("http://[::1]:8000", true),
+            ("http://127.0.0.5", true),
+            ("http://udoo:8000", false),
+            ("http://192.168.1.10:8000", false),
+            ("http://[2001:db8::1]:8000", false),
+        ] {
+            assert_eq!(is_loopback_url(url), local, "{url}");
         }
         let places = token_places(Some("/srv/state"));
         assert_eq!(places[0], std::path::Path::new("/srv/state/api-token"));

@@ -29,8 +29,9 @@ pub const ORCHESTRATOR_OBJECT_ID: &str = "transcode_orchestrator";
 /// Payload Home Assistant publishes on [`Discovery::ha_status_topic`] when it
 /// starts: publish every config (and the current states) again then.
 pub const HA_ONLINE: &str = "online";
-/// What the cancel button sends on the worker's cancel topic: cancel the
-/// current job (SPEC: `CANCEL`).
+/// What the cancel button sends on the worker's stop topic, where the
+/// orchestrator cancels the worker's jobs (and seals its cancel for the
+/// worker, which takes no other).
 pub const CANCEL_PAYLOAD: &str = "CANCEL";
 
 /// Builds the discovery messages for one installation.
@@ -154,7 +155,7 @@ impl Discovery {
                     "p": "button",
                     "unique_id": uid("cancel"),
                     "name": "Cancel job",
-                    "command_topic": t.worker_cancel(worker_id),
+                    "command_topic": t.worker_stop(worker_id),
                     "payload_press": CANCEL_PAYLOAD,
                 },
             },
@@ -1012,10 +1013,7 @@ mod tests {
             cmps["online"]["state_topic"],
             t.worker_availability("gaming-pc")
         );
-        assert_eq!(
-            cmps["cancel"]["command_topic"],
-            t.worker_cancel("gaming-pc")
-        );
+        assert_eq!(cmps["cancel"]["command_topic"], t.worker_stop("gaming-pc"));
         assert_eq!(cmps["cancel"]["payload_press"], "CANCEL");
 
         let (_, bare) = discovery().worker_config("gaming-pc", None);

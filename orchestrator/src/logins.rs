@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use transcode_common::validate;
@@ -66,7 +66,6 @@ pub struct Logins {
 
 struct Loaded {
     file: LoginFile,
-    modified: Option<SystemTime>,
     checked: Instant,
 }
 
@@ -87,28 +86,14 @@ impl Logins {
                 file
             }
         };
-        Ok(Logins::with(path.clone(), shared, file).loaded(&path))
-    }
-
-    fn with(path: PathBuf, shared: Option<(String, String)>, file: LoginFile) -> Logins {
-        Logins {
+        Ok(Logins {
             path,
             shared,
             state: Mutex::new(Loaded {
                 file,
-                modified: None,
                 checked: Instant::now(),
             }),
-        }
-    }
-
-    fn loaded(self, path: &Path) -> Logins {
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .modified = modified;
-        self
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -130,6 +115,13 @@ impl Logins {
     pub fn check(&self, client_id: &str, username: &str, password: &str) -> Verdict {
         if let Some((user, pass)) = &self.shared {
             if username == user {
+                // Never another's client id: rumqttd would hand it that
+                // client's session.
+                if client_id == ORCHESTRATOR_LOGIN || client_id.starts_with(WORKER_PREFIX) {
+                    return Verdict::Refused(format!(
+                        "the shared login {username:?} may not take client id {client_id:?}"
+                    ));
+                }
                 return if secrets::same(password.as_bytes(), pass.as_bytes()) {
                     Verdict::Shared
                 } else {
@@ -181,19 +173,15 @@ impl Logins {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.checked.elapsed() >= RELOAD_EVERY {
             state.checked = Instant::now();
-            let modified = std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified != state.modified {
-                match read(&self.path) {
-                    Ok(Some(file)) => {
-                        state.file = file;
-                        state.modified = modified;
-                        tracing::info!(path = %self.path.display(), "broker logins read again");
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("{e}; the logins known so far stay"),
+            // The contents decide (the file is small): two writes within one
+            // tick of the file system's clock keep the same time.
+            match read(&self.path) {
+                Ok(Some(file)) if file != state.file => {
+                    state.file = file;
+                    tracing::info!(path = %self.path.display(), "broker logins read again");
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{e}; the logins known so far stay"),
             }
         }
         state
@@ -337,6 +325,13 @@ mod tests {
                 "orchestrator",
             ),
             ("mosq-1", "viewer", "nope", "shared login"),
+            ("worker-nas", "viewer", "look", "may not take client id"),
+            (
+                "transcode-orchestrator",
+                "viewer",
+                "look",
+                "may not take client id",
+            ),
             ("admin", "admin", "x", "no login here"),
         ];
         for (client, user, pass, needle) in refused {

@@ -62,8 +62,10 @@ fn make(state_dir: &Path, name: &str, len: usize, what: &str) -> anyhow::Result<
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
+    // A file left by a crash (or put there) is not reused with its mode.
+    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

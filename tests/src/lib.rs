@@ -436,11 +436,6 @@ impl System {
             env("TRANSCODE_HTTP__ADVERTISE", "127.0.0.1"),
             env("TRANSCODE_HEARTBEAT__INTERVAL_S", "1"),
             env("TRANSCODE_MEDIA__ROOT", media.display().to_string()),
-            // Tests that are not about logins send orders by hand too.
-            env(
-                "TRANSCODE_WORKER__ACCEPT_UNSIGNED_JOBS",
-                if self.locked { "false" } else { "true" },
-            ),
             env(
                 "TRANSCODE_TRANSCODE__OUTPUT_DIR",
                 self.dir

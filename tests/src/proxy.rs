@@ -68,9 +68,11 @@ impl Proxy {
     /// same port. Returns how many connections it dropped.
     pub fn cut(&self, outage: Duration) -> usize {
         self.shared.down.store(true, Ordering::SeqCst);
-        while !self.shared.closed.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        crate::wait_until(
+            Duration::from_secs(10),
+            "the relay to stop listening",
+            || self.shared.closed.load(Ordering::SeqCst).then_some(()),
+        );
         let dropped = {
             let mut streams = self
                 .shared
@@ -86,9 +88,9 @@ impl Proxy {
         };
         std::thread::sleep(outage);
         self.shared.down.store(false, Ordering::SeqCst);
-        while self.shared.closed.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        crate::wait_until(Duration::from_secs(10), "the relay to listen again", || {
+            (!self.shared.closed.load(Ordering::SeqCst)).then_some(())
+        });
         dropped
     }
 }

@@ -213,6 +213,7 @@ fn submissions_are_capped_per_client_and_by_the_queue() {
 fn a_new_token_replaces_the_old_one_and_transcodectl_finds_it() {
     let sys = System::new();
     let mut o = sys.start_orchestrator();
+    let elsewhere = tempfile::tempdir().expect("dir");
     let ctl = |envs: &[(&str, &str)]| {
         let mut cmd = Command::new(bin("transcodectl"));
         cmd.arg("--orchestrator").arg(sys.api("")).arg("jobs");
@@ -221,7 +222,8 @@ fn a_new_token_replaces_the_old_one_and_transcodectl_finds_it() {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        cmd.current_dir(sys.dir.path())
+        // Not in the system's folder, whose ./state would be found too.
+        cmd.current_dir(elsewhere.path())
             .stdin(Stdio::null())
             .output()
             .expect("transcodectl")
@@ -246,12 +248,15 @@ fn a_new_token_replaces_the_old_one_and_transcodectl_finds_it() {
         .stdin(Stdio::null())
         .output()
         .expect("transcodectl");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--token-file") && stderr.contains("TRANSCODE_TOKEN"),
-        "{stderr}"
-    );
+    // (Unless this machine runs an orchestrator as a service.)
+    if !std::path::Path::new("/var/lib/transcode-orchestrator/api-token").exists() {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--token-file") && stderr.contains("TRANSCODE_TOKEN"),
+            "{stderr}"
+        );
+    }
 
     // The documented command: a new token, the old one refused after a
     // restart.

@@ -45,13 +45,13 @@ fn discovery_is_valid_live_and_republished_and_the_cancel_button_cancels() {
     assert_eq!(first.len(), 3, "{first:?}");
 
     // Every topic a config names carries a retained message, or is a
-    // command topic a worker listens on.
+    // command topic the orchestrator listens on.
     let port = sys.broker_port;
     let topics = transcode_common::topics::Topics::new("transcode").expect("prefix");
     let exists = |t: &str| -> bool {
         matches!(
             topics.parse(t),
-            Some(transcode_common::topics::Topic::WorkerCancel(_))
+            Some(transcode_common::topics::Topic::WorkerStop(_))
         ) || mqtt::retained(port, t).is_some()
     };
     for (topic, config) in &first {
@@ -73,7 +73,7 @@ fn discovery_is_valid_live_and_republished_and_the_cancel_button_cancels() {
         .find(|(_, c)| {
             c["cmps"].as_object().is_some_and(|m| {
                 m.values()
-                    .any(|x| x["command_topic"] == format!("transcode/workers/{worker}/cancel"))
+                    .any(|x| x["command_topic"] == format!("transcode/workers/{worker}/stop"))
             })
         })
         .map(|(_, c)| c.clone())

@@ -176,19 +176,32 @@ fn a_source_url_opens_its_file_during_its_run_and_nothing_else() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _sim = runtime.spawn(simulated_worker("sim".into(), sys.broker_port));
     sys.wait_online("sim", true, Duration::from_secs(20));
+    // Subscribed once the retained availability arrives: assignments are
+    // not retained.
     let watcher = mqtt::Watcher::start(
         sys.broker_port,
-        "transcode/workers/sim/jobs",
+        "transcode/#",
         sys.dir.path(),
         "assignments",
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        Duration::from_secs(20),
+        "the watcher to be subscribed",
+        || {
+            watcher
+                .messages()
+                .iter()
+                .any(|m| m.topic == "transcode/orchestrator/availability")
+                .then_some(())
+        },
+    );
     let id = sys.submit(&request("films/a.mkv"));
 
     let assignment: Value = wait_until(Duration::from_secs(20), "the assignment", || {
         watcher
             .messages()
             .into_iter()
+            .filter(|m| m.topic == "transcode/workers/sim/jobs")
             .find_map(|m| serde_json::from_str::<Value>(&m.payload).ok())
     });
     assert_eq!(assignment["source_size"], json!(film.len()), "{assignment}");
@@ -335,7 +348,11 @@ fn an_orchestrator_out_of_reach_fails_the_run_and_the_library_is_listed() {
     let _o = sys.start_orchestrator();
 
     // The library, as the dashboard and `transcodectl ls` see it.
-    let listing = get_json(&sys.api("/api/media?path=films")).expect("listing");
+    // A length is probed once; a listing waits for it at most 1.5 s.
+    let listing = wait_until(Duration::from_secs(20), "the listing with a length", || {
+        get_json(&sys.api("/api/media?path=films"))
+            .filter(|l| l["entries"][1]["duration"].is_number())
+    });
     assert_eq!(listing["path"], "films");
     let entries = listing["entries"].as_array().expect("entries");
     assert_eq!(entries[0]["name"], "old");

@@ -110,12 +110,12 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
     };
     // Orders are taken only sealed with our login (or, in a lab without
     // logins, as they come when worker.accept_unsigned_jobs says so).
+    // Only a worker's own login (`worker-{id}`, made by add-worker) is a
+    // key the orchestrator seals with; a shared or external broker's login
+    // is not (the broker's own rules decide who publishes there).
+    let own_login = config.broker.username.as_deref() == Some(&format!("worker-{worker_id}"));
     let orders = crate::orders::Orders::new(
-        config
-            .broker
-            .username
-            .as_ref()
-            .and(config.broker.password.as_deref()),
+        config.broker.password.as_deref().filter(|_| own_login),
         config.worker.accept_unsigned_jobs,
     );
     tokio::pin!(shutdown);
@@ -257,7 +257,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                     Some(Topic::WorkerJobs(id) | Topic::WorkerCancel(id) | Topic::WorkerOutputs(id))
                         if id == worker_id =>
                     {
-                        match orders.open(&p.topic, &p.payload) {
+                        match orders.open(&p.topic, &p.payload, transcode_common::unix_ms()) {
                             Ok(order) => match topics.parse(&p.topic) {
                                 Some(Topic::WorkerJobs(_)) => jobs.on_assignment(&order).await,
                                 Some(Topic::WorkerCancel(_)) => jobs.on_cancel(&order).await,

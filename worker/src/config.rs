@@ -26,8 +26,9 @@ pub struct WorkerConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerSection {
-    /// Take orders (assignments, cancels) that the orchestrator did not
-    /// seal with this worker's login: anyone on the broker can send them.
+    /// With this worker's own login, also take orders (assignments,
+    /// cancels) the orchestrator did not seal with it: anyone on the broker
+    /// can send them.
     pub accept_unsigned_jobs: bool,
 }
 

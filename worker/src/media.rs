@@ -82,7 +82,15 @@ pub fn locate(
         Err(e @ SourceError::Unsafe(_)) => Err(refused(e)),
         Err(e) => {
             let why = e.to_string();
-            remote(why).map_err(|_| refused(e))
+            remote(why).map_err(|_| match e {
+                // This machine's folder is the problem (an unmounted
+                // share): another worker may have the file.
+                SourceError::BadRoot { .. } => (
+                    ErrorKind::Worker,
+                    format!("worker {worker_id} cannot use the source: {e}"),
+                ),
+                e => refused(e),
+            })
         }
     }
 }
@@ -171,10 +179,11 @@ pub async fn fetch_head(
                     format!("worker {worker_id}: the orchestrator has no source file for job {job} at {shown} (404: {body})"),
                 ))
             }
-            Err(Fetch::Status(415, body)) => {
+            // 416: an empty file has no first bytes.
+            Err(Fetch::Status(code @ (415 | 416), body)) => {
                 return Err((
                     ErrorKind::Input,
-                    format!("worker {worker_id}: the source of job {job} at {shown} cannot be transcoded (415: {body})"),
+                    format!("worker {worker_id}: the source of job {job} at {shown} cannot be transcoded ({code}: {body})"),
                 ))
             }
             Err(Fetch::Status(code, body)) if code < 500 => {
@@ -304,6 +313,12 @@ mod tests {
                 Ok(Source::Remote { url: url.into() }),
             ),
             (Some(&empty), None, None, Err(ErrorKind::Input)),
+            (
+                Some(&dir.path().join("gone")),
+                None,
+                None,
+                Err(ErrorKind::Worker),
+            ),
             (None, None, None, Err(ErrorKind::Worker)),
         ];
         for (i, (root, url, size, want)) in cases.iter().enumerate() {

@@ -99,14 +99,15 @@ fn main() -> ExitCode {
         .or_else(|| std::env::var(ORCHESTRATOR_ENV).ok())
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| ctl::DEFAULT_ORCHESTRATOR.to_string());
-    let token = match find_token(cli.token_file.as_deref()) {
+    let base = ctl::base_url(&raw);
+    let token = match find_token(cli.token_file.as_deref(), &base) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("transcodectl: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let api = Api::new(ctl::base_url(&raw), token);
+    let api = Api::new(base, token);
     match run(&api, cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -118,7 +119,10 @@ fn main() -> ExitCode {
 
 /// The API token: from `--token-file`, `TRANSCODE_TOKEN`, or the
 /// orchestrator's state folder on this machine; with where it came from.
-fn find_token(file: Option<&std::path::Path>) -> Result<Option<(String, String)>, String> {
+fn find_token(
+    file: Option<&std::path::Path>,
+    base: &str,
+) -> Result<Option<(String, String)>, String> {
     if let Some(file) = file {
         let text = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
@@ -131,6 +135,10 @@ fn find_token(file: Option<&std::path::Path>) -> Result<Option<(String, String)>
         .and_then(|t| ctl::token_in(&t))
     {
         return Ok(Some((t, TOKEN_ENV.to_string())));
+    }
+    // A token found on this machine goes only to an orchestrator on it.
+    if !ctl::is_loopback_url(base) {
+        return Ok(None);
     }
     let state = std::env::var("TRANSCODE_STATE__DIR").ok();
     Ok(ctl::token_places(state.as_deref())
