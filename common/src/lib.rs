@@ -14,6 +14,7 @@
 //! - [`mqtt_url`]: parsing `mqtt://host:port` broker addresses.
 
 pub mod config;
+pub mod files;
 pub mod media;
 pub mod metrics;
 pub mod mqtt;

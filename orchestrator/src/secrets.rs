@@ -60,21 +60,7 @@ fn make(state_dir: &Path, name: &str, len: usize, what: &str) -> anyhow::Result<
 
 /// Writes a file only its owner can read, whole or not at all.
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    // A file left by a crash (or put there) is not reused with its mode.
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    transcode_common::files::write_private(path, text.as_bytes())
 }
 
 pub fn hex(bytes: &[u8]) -> String {

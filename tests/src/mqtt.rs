@@ -73,6 +73,16 @@ pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) -> bool {
     cmd.status().map(|s| s.success()).unwrap_or(false)
 }
 
+/// `mosquitto_sub ARGS -t TOPIC -C 1 -W 5`: the first message on `topic` as
+/// a client with `args` (a login, a client id), or its refusal.
+pub fn first_as(port: u16, args: &[&str], topic: &str) -> std::process::Output {
+    let mut cmd = base("mosquitto_sub", port);
+    cmd.args(args)
+        .args(["-t", topic, "-C", "1", "-W", "5"])
+        .output()
+        .expect("mosquitto_sub runs")
+}
+
 /// A `mosquitto_sub -v` left running in the background, writing what it
 /// receives to a file; killed on drop.
 pub struct Watcher {

@@ -4,10 +4,9 @@
 //! stay open. `transcodectl` finds the token by itself on the same machine.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{json, Value};
-use transcode_tests::{bin, env, header, http_request, System, API_TOKEN};
+use transcode_tests::{bin, env, header, http_request, http_request_with_body, System, API_TOKEN};
 
 /// `(status, headers, JSON body)` of a request with these headers.
 fn call(
@@ -30,52 +29,6 @@ fn call(
         status,
         h,
         serde_json::from_slice(&raw).unwrap_or(Value::Null),
-    )
-}
-
-/// A raw request with a body.
-fn http_request_with_body(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n{body}"
-    )
-    .expect("send");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (
-        status,
-        headers,
-        raw.get(split + 4..).unwrap_or_default().to_vec(),
     )
 }
 

@@ -82,20 +82,7 @@ fn dev_run_prints_a_stream_url_that_plays() {
         .expect("a password in the watch line")
         .to_string();
     let sub = |login: &[&str]| {
-        std::process::Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &broker.to_string()])
-            .args(login)
-            .args([
-                "-t",
-                "transcode/orchestrator/availability",
-                "-C",
-                "1",
-                "-W",
-                "5",
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("mosquitto_sub")
+        transcode_tests::mqtt::first_as(broker, login, "transcode/orchestrator/availability")
     };
     let seen = sub(&["-u", "watch", "-P", &password]);
     assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "online");

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use transcode_tests::{bin, ffprobe, make_media, wait_until, System};
+use transcode_tests::{bin, ffprobe, make_media, mqtt, wait_until, System};
 
 const JOB: Duration = Duration::from_secs(120);
 
@@ -77,12 +77,7 @@ fn a_locked_broker_takes_each_worker_by_its_own_login_only() {
         why.contains("connection was lost") || why.to_lowercase().contains("not authori"),
         "{why}"
     );
-    let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &sys.broker_port.to_string()])
-        .args(["-t", "transcode/#", "-C", "1", "-W", "3"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("mosquitto_sub");
+    let out = mqtt::first_as(sys.broker_port, &[], "transcode/#");
     assert!(
         !out.status.success() && out.stdout.is_empty(),
         "an anonymous subscriber read"
@@ -253,20 +248,8 @@ fn a_thousand_bad_logins_keep_no_worker_out_and_cost_no_memory() {
     // Meanwhile a good worker logs in and reads a retained message.
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
-    let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-i", "worker-good", "-u", "worker-good", "-P", &pass])
-        .args([
-            "-t",
-            "transcode/orchestrator/availability",
-            "-C",
-            "1",
-            "-W",
-            "5",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("mosquitto_sub");
+    let login = ["-i", "worker-good", "-u", "worker-good", "-P", &pass];
+    let out = mqtt::first_as(port, &login, "transcode/orchestrator/availability");
     let took = t.elapsed();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
