@@ -204,6 +204,9 @@ pub async fn run(
             durations: Durations::new(&config.media.ffprobe),
             access,
             limits: (config.http.submit_rate, config.http.submit_burst),
+            logins: logins
+                .as_ref()
+                .map(|_| (config.state.dir.clone(), config.broker_public_addr())),
         }))
         .incoming(listener)
         .graceful(async {

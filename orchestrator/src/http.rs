@@ -10,6 +10,7 @@
 //! | `GET /api/jobs`, `GET /api/jobs/{id}` | the jobs / one job; `404` |
 //! | `DELETE /api/jobs/{id}` | `200` the cancelled job; `404`; `409` if finished |
 //! | `GET /api/workers` | every known worker |
+//! | `POST`/`DELETE /api/workers/{id}/login` | a broker login for the worker (its join line) / taken away; `404` without logins |
 //! | `GET /stream/{id}/index.m3u8` | the job's playlist, written from its segment map; `503` + `Retry-After` before the first segment |
 //! | `GET /stream/{id}/seg<N>.ts` | `302` to the worker holding the segment; held while it is encoded again |
 //! | `GET /api/media?path=DIR` | a folder of the media library; `403`/`404` |
@@ -52,6 +53,9 @@ pub struct ApiState {
     pub access: Arc<Access>,
     /// (`http.submit_rate`, `http.submit_burst`), named in a `429`.
     pub limits: (f64, u32),
+    /// Where the embedded broker's logins live and where workers reach it,
+    /// when it takes logins.
+    pub logins: Option<(std::path::PathBuf, (String, u16))>,
 }
 
 impl ApiState {
@@ -153,6 +157,17 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(auth.clone())
         .and(with_state.clone())
         .map(|s: ApiState| warp::reply::json(&s.core().workers()).into_response());
+
+    let login = warp::path!("api" / "workers" / String / "login")
+        .and(
+            warp::post()
+                .map(|| true)
+                .or(warp::delete().map(|| false))
+                .unify(),
+        )
+        .and(auth.clone())
+        .and(with_state.clone())
+        .then(|id: String, add: bool, s: ApiState| worker_login(id, add, s));
 
     let playlist = warp::path!("stream" / String / "index.m3u8")
         .and(warp::get().or(warp::head()).unify())
@@ -290,6 +305,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(workers)
         .unify()
+        .or(login)
+        .unify()
         .or(playlist)
         .unify()
         .or(segment)
@@ -375,6 +392,48 @@ fn with_cors(mut r: warp::reply::Response) -> warp::reply::Response {
         header::HeaderValue::from_static("*"),
     );
     r
+}
+
+/// `POST /api/workers/{id}/login`: a new login for the worker and the line
+/// it joins with; `DELETE`: the login taken away.
+async fn worker_login(id: String, add: bool, s: ApiState) -> warp::reply::Response {
+    let Some((dir, (host, port))) = s.logins.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this orchestrator's broker takes no logins (broker.allow_anonymous, or an external broker)",
+        );
+    };
+    let worker = id.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        if add {
+            crate::logins::Logins::add_worker(&dir, &worker).map(|(password, replaced)| {
+                json!({
+                    "worker_id": worker,
+                    "join": crate::logins::join_line(&worker, &password, &host, port),
+                    "replaced": replaced,
+                })
+            })
+        } else {
+            crate::logins::Logins::revoke_worker(&dir, &worker)
+                .map(|had| json!({"worker_id": worker, "revoked": had}))
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok(body)) if body["revoked"] == json!(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("worker {id} has no login to revoke"),
+        ),
+        Ok(Ok(body)) => {
+            tracing::info!(worker_id = %transcode_common::validate::truncate(&id, 60), add, "worker login changed through the API");
+            warp::reply::json(&body).into_response()
+        }
+        Ok(Err(e)) if add && transcode_common::validate::worker_id(&id).is_err() => {
+            error(StatusCode::BAD_REQUEST, format!("{e:#}"))
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The API token is missing or wrong.

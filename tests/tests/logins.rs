@@ -276,3 +276,47 @@ fn a_thousand_bad_logins_keep_no_worker_out_and_cost_no_memory() {
         "RSS grew from {before} kB to {after} kB"
     );
 }
+
+#[test]
+fn a_worker_login_can_be_made_and_revoked_through_the_api() {
+    let mut sys = System::new();
+    sys.locked = true;
+    let _o = sys.start_orchestrator();
+    let url = sys.api("/api/workers/tv/login");
+    let (status, body) = transcode_tests::http_json("POST", &url, Some(b""));
+    assert_eq!(status, 200, "{body}");
+    let join = body["join"].as_str().expect("a join line").to_string();
+    let password = join
+        .split_once("worker-tv:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(p, _)| p.to_string())
+        .expect("a password");
+    assert!(
+        join.ends_with(&format!("@127.0.0.1:{}", sys.broker_port)),
+        "{join}"
+    );
+    wait_until(Duration::from_secs(5), "the new login to be taken", || {
+        publish_as(&sys, Some(("worker-tv", "worker-tv", &password)))
+            .0
+            .then_some(())
+    });
+    let (status, body) = transcode_tests::http_json("DELETE", &url, None);
+    assert_eq!(
+        (status, body["revoked"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let (status, _) = transcode_tests::http_json("DELETE", &url, None);
+    assert_eq!(status, 404);
+    wait_until(
+        Duration::from_secs(5),
+        "the revoked login to be refused",
+        || (!publish_as(&sys, Some(("worker-tv", "worker-tv", &password))).0).then_some(()),
+    );
+    let (status, _) =
+        transcode_tests::http_json("POST", &sys.api("/api/workers/a%2Fb/login"), Some(b""));
+    assert_eq!(status, 400);
+    let (status, _, _) =
+        transcode_tests::http_request(sys.http_port, "POST", "/api/workers/tv/login", &[]);
+    assert_eq!(status, 401);
+}
