@@ -5,11 +5,16 @@
 //! runs the broker on its own thread (the process exit is its shutdown), and
 //! returns only once the listener accepts connections.
 //!
+//! [`guard`] is the gate in front of its router: with a [`guard::Policy`],
+//! every client's publishes, last will and subscriptions are checked against
+//! its login (rumqttd itself has no access rules).
+//!
 //! [`mdns`] advertises it on the LAN as `_mqtt._tcp`.
 //!
 //! The broker keeps its state in memory only; the orchestrator's job store is
 //! the truth, and workers re-publish their retained topics after reconnecting.
 
+pub mod guard;
 pub mod mdns;
 
 use std::collections::HashMap;
@@ -17,7 +22,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::protocol::v4::V4;
+use rumqttd::{Config, ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
 
 /// Decides whether a connection may log in: (client id, username,
 /// password). A connection without a login is refused when one is set.
@@ -47,6 +53,8 @@ pub struct BrokerSettings {
     /// Largest publish the broker accepts, in bytes. Larger ones close the
     /// publisher's connection.
     pub max_payload_bytes: usize,
+    /// When set, what each login may publish and subscribe to.
+    pub gate: Option<Arc<guard::Gate>>,
 }
 
 impl BrokerSettings {
@@ -58,6 +66,7 @@ impl BrokerSettings {
             authenticator: None,
             max_connections: 1024,
             max_payload_bytes: 2 * 1024 * 1024,
+            gate: None,
         }
     }
 }
@@ -142,11 +151,44 @@ pub fn start(settings: &BrokerSettings) -> Result<RunningBroker, BrokerError> {
             reason: e.to_string(),
         })?;
 
-    let mut broker = Broker::new(rumqttd_config(settings));
+    // What `rumqttd::Broker::start` does for one MQTT 3.1.1 listener, with
+    // our codec in front of the router when there is a gate.
+    let config = rumqttd_config(settings);
+    let server = config
+        .v4
+        .as_ref()
+        .and_then(|v4| v4.values().next().cloned())
+        .ok_or_else(|| BrokerError::Start("no listener configured".into()))?;
+    let router_tx = Router::new(config.id, config.router.clone()).spawn();
+    let gate = settings.gate.clone();
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
-            if let Err(e) = broker.start() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "the embedded MQTT broker has no runtime");
+                    return;
+                }
+            };
+            let result = runtime.block_on(async move {
+                match gate {
+                    Some(gate) => {
+                        Server::new(server, router_tx, guard::Guarded::new(gate))
+                            .start(LinkType::Remote)
+                            .await
+                    }
+                    None => {
+                        Server::new(server, router_tx, V4)
+                            .start(LinkType::Remote)
+                            .await
+                    }
+                }
+            });
+            if let Err(e) = result {
                 tracing::error!(error = %e, "the embedded MQTT broker stopped");
             }
         })

@@ -12,8 +12,10 @@ use uuid::Uuid;
 
 use crate::validate::{self, Bitrate, Resolution};
 
+mod access;
 mod media;
 mod stream;
+pub use access::{speaker_of, Refusal};
 pub use media::{MediaEntry, MediaKind, MediaListing};
 pub use stream::{
     ChunkStatus, Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport,

@@ -15,6 +15,7 @@ use transcode_common::wire::{self, JobRequest};
 use crate::access::Access;
 use crate::config::OrchestratorConfig;
 use crate::core::{Core, CoreSettings, Now, Publish};
+use crate::gate::Rules;
 use crate::http::{self, ApiState};
 use crate::logins::{Logins, Verdict, ORCHESTRATOR_LOGIN};
 use crate::media::listing::Durations;
@@ -117,6 +118,21 @@ pub async fn run(
     } else {
         None
     };
+    // What each of those logins may publish and subscribe to: rumqttd has
+    // no access rules, the gate in front of its router has ours.
+    let gate = logins.clone().map(|logins| {
+        transcode_broker::guard::Gate::new(
+            Arc::new(Rules::new(
+                topics.clone(),
+                core.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .ha_status_topic(),
+                config.credentials().map(|(user, _)| user),
+                logins,
+            )),
+            Rules::refused_topic(&topics),
+        )
+    });
     // Kept until the process ends; dropping it says goodbye over mDNS.
     let mut advertisement = None;
     let broker = if config.broker.embedded {
@@ -139,6 +155,7 @@ pub async fn run(
             ))
         });
         settings.max_connections = config.broker.max_connections;
+        settings.gate = gate.clone();
         let running = tokio::task::spawn_blocking(move || transcode_broker::start(&settings))
             .await
             .context("the broker start-up task failed")??;
@@ -203,6 +220,7 @@ pub async fn run(
             media,
             durations: Durations::new(&config.media.ffprobe),
             access,
+            gate,
             limits: (config.http.submit_rate, config.http.submit_burst),
             logins: logins
                 .as_ref()

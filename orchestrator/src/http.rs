@@ -51,6 +51,8 @@ pub struct ApiState {
     pub durations: Arc<Durations>,
     /// The API token and the submission limits.
     pub access: Arc<Access>,
+    /// The embedded broker's gate, when it takes only its logins.
+    pub gate: Option<Arc<transcode_broker::guard::Gate>>,
     /// (`http.submit_rate`, `http.submit_burst`), named in a `429`.
     pub limits: (f64, u32),
     /// Where the embedded broker's logins live and where workers reach it,
@@ -278,6 +280,15 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             let mut text = s.core().metrics_text();
             if let Some(m) = &s.media {
                 text.push_str(&m.metrics_text());
+            }
+            if let Some(g) = &s.gate {
+                let mut e = transcode_common::metrics::Exposition::new();
+                e.counter(
+                    "transcode_broker_refused_total",
+                    "Publishes, last wills and subscriptions the embedded broker refused a login.",
+                    &[(&[], g.refused() as f64)],
+                );
+                text.push_str(&e.finish());
             }
             Response::builder()
                 .header(

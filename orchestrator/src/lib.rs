@@ -11,6 +11,8 @@
 //!   playlist; pure, tested by table.
 //! - [`core`]: the state machine of jobs and workers: events in, MQTT
 //!   messages out, every change stored first.
+//! - [`logins`]: who may log in to the embedded broker; [`gate`]: what each
+//!   login may publish and subscribe to there.
 //! - [`ctl`]: what `transcodectl` prints.
 //! - [`http`]: the warp API (`/api/workers`, `/healthz`).
 //! - [`app`]: the process that ties them together ([`app::run`]).
@@ -21,6 +23,7 @@ pub mod chunks;
 pub mod config;
 pub mod core;
 pub mod ctl;
+pub mod gate;
 pub mod homeassistant;
 pub mod http;
 pub mod job;

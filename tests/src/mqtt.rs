@@ -38,8 +38,14 @@ pub fn sub(port: u16, topics: &[&str], count: usize, timeout: Duration) -> Vec<M
 
 /// The retained message on `topic`, if any (`--retained-only`).
 pub fn retained(port: u16, topic: &str) -> Option<String> {
+    retained_as(port, &[], topic)
+}
+
+/// [`retained`] as the client `args` name (a login).
+pub fn retained_as(port: u16, args: &[&str], topic: &str) -> Option<String> {
     let mut cmd = base("mosquitto_sub", port);
-    cmd.args(["-t", topic, "-v", "-C", "1", "-W", "2", "--retained-only"]);
+    cmd.args(args)
+        .args(["-t", topic, "-v", "-C", "1", "-W", "2", "--retained-only"]);
     let out = cmd.output().expect("mosquitto_sub runs");
     parse_lines(&String::from_utf8_lossy(&out.stdout))
         .into_iter()
@@ -91,16 +97,43 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn start(port: u16, topic: &str, dir: &std::path::Path, name: &str) -> Watcher {
+        Watcher::start_as(port, &[], topic, dir, name)
+    }
+
+    /// [`Watcher::start`] as the client `args` name (a login, a client id).
+    pub fn start_as(
+        port: u16,
+        args: &[&str],
+        topic: &str,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> Watcher {
         let program = std::path::PathBuf::from("mosquitto_sub");
         let port = port.to_string();
-        let proc = crate::Proc::spawn(
-            name,
-            &program,
-            &["-h", "127.0.0.1", "-p", &port, "-t", topic, "-v"],
-            &[],
-            dir,
-        );
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-t", topic, "-v"];
+        all.extend_from_slice(args);
+        let proc = crate::Proc::spawn(name, &program, &all, &[], dir);
         Watcher { proc }
+    }
+
+    /// [`Watcher::start_as`], returning once the retained message on `ready`
+    /// arrived: the subscription stands, and nothing published after this
+    /// returns can pass it by.
+    pub fn start_ready(
+        port: u16,
+        args: &[&str],
+        topic: &str,
+        ready: &str,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> Watcher {
+        let w = Watcher::start_as(port, args, topic, dir, name);
+        crate::wait_until(
+            Duration::from_secs(20),
+            &format!("{name} to be subscribed (the retained {ready})"),
+            || w.messages().iter().any(|m| m.topic == ready).then_some(()),
+        );
+        w
     }
 
     /// Every message received so far.

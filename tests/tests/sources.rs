@@ -178,22 +178,13 @@ fn a_source_url_opens_its_file_during_its_run_and_nothing_else() {
     sys.wait_online("sim", true, Duration::from_secs(20));
     // Subscribed once the retained availability arrives: assignments are
     // not retained.
-    let watcher = mqtt::Watcher::start(
+    let watcher = mqtt::Watcher::start_ready(
         sys.broker_port,
+        &[],
         "transcode/#",
+        "transcode/orchestrator/availability",
         sys.dir.path(),
         "assignments",
-    );
-    wait_until(
-        Duration::from_secs(20),
-        "the watcher to be subscribed",
-        || {
-            watcher
-                .messages()
-                .iter()
-                .any(|m| m.topic == "transcode/orchestrator/availability")
-                .then_some(())
-        },
     );
     let id = sys.submit(&request("films/a.mkv"));
 

@@ -59,23 +59,14 @@ fn heartbeat(sys: &System, worker: &str) -> Value {
 /// A watcher on `transcode/#`, up once it has seen the worker's retained
 /// heartbeat.
 fn watch(sys: &System, worker: &str) -> Watcher {
-    let w = Watcher::start(
+    Watcher::start_ready(
         sys.broker_port,
+        &[],
         "transcode/#",
+        &format!("transcode/workers/{worker}/heartbeat"),
         sys.dir.path(),
         "mosquitto_sub",
-    );
-    wait_until(
-        Duration::from_secs(10),
-        "mosquitto_sub to be subscribed",
-        || {
-            w.messages()
-                .iter()
-                .any(|m| m.topic == format!("transcode/workers/{worker}/heartbeat"))
-                .then_some(())
-        },
-    );
-    w
+    )
 }
 
 fn statuses(w: &Watcher, job_id: &str) -> Vec<Value> {

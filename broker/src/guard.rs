@@ -1,0 +1,380 @@
+//! The gate between the network and rumqttd's router: who may publish (or
+//! leave as a last will) what, and subscribe to what.
+//!
+//! rumqttd has no access rules, but it reads every client's packets through
+//! a [`Protocol`] chosen when its server is built. [`Guarded`] is rumqttd's
+//! own MQTT 3.1.1 codec with a [`Policy`] in front of it: it remembers the
+//! login of its connection's CONNECT, and then asks the policy about each
+//! PUBLISH and SUBSCRIBE. A refused publish is not dropped (the sender's
+//! QoS 1 acknowledgement still comes from the router, so a confused client
+//! does not stall): it goes to the refusal topic instead, as a
+//! [`wire::Refusal`] naming the client, the topic and the reason, and is
+//! logged. A refused subscription becomes one that matches nothing, a refused
+//! last will is dropped. A connection whose login no longer holds (revoked,
+//! or given a new password) is closed at its next packet.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::{Error, Packet, Protocol};
+use transcode_common::{unix_ms, validate, wire};
+
+/// A logged-in connection as the gate knows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    /// `None` for an anonymous client (only where the broker allows them).
+    pub username: Option<String>,
+    password: Option<String>,
+}
+
+impl Client {
+    pub fn new(client_id: &str, login: Option<(&str, &str)>) -> Client {
+        Client {
+            client_id: client_id.to_string(),
+            username: login.map(|(u, _)| u.to_string()),
+            password: login.map(|(_, p)| p.to_string()),
+        }
+    }
+
+    /// The password it logged in with (to check that it still holds).
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decides what a logged-in client may do. `Err` carries the reason, as a
+/// sentence for the log and the refusal note.
+pub trait Policy: Send + Sync {
+    /// May `who` publish `payload` on `topic` (or leave it as its will)?
+    fn publish(&self, who: &Client, topic: &str, payload: &[u8]) -> Result<(), String>;
+    /// May `who` subscribe to `filter`?
+    fn subscribe(&self, who: &Client, filter: &str) -> Result<(), String>;
+    /// Does `who`'s login still hold? Asked at most once a second per
+    /// connection; `Err` closes the connection.
+    fn still_valid(&self, who: &Client) -> Result<(), String>;
+}
+
+/// How often a connection's login is looked at again.
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What every guarded connection shares.
+pub struct Gate {
+    policy: Arc<dyn Policy>,
+    /// Where refused publishes go, as a refusal note.
+    refused_topic: String,
+    /// Publishes, wills and subscriptions refused so far.
+    refused: AtomicU64,
+}
+
+impl Gate {
+    pub fn new(policy: Arc<dyn Policy>, refused_topic: String) -> Arc<Gate> {
+        Arc::new(Gate {
+            policy,
+            refused_topic,
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Publishes, wills and subscriptions refused since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// A filter that matches nothing anyone can publish: the refusal topic
+    /// is one level, this is two.
+    fn nothing(&self) -> String {
+        format!("{}/-", self.refused_topic)
+    }
+
+    fn refuse(&self, who: &Client, what: &str, topic: &str, reason: &str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            client_id = ?validate::truncate(&who.client_id, 60),
+            topic = ?validate::truncate(topic, 120),
+            "the broker refused a {what} from client {:?}: {reason}",
+            validate::truncate(&who.client_id, 60)
+        );
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("refused_topic", &self.refused_topic)
+            .field("refused", &self.refused())
+            .finish_non_exhaustive()
+    }
+}
+
+/// rumqttd's MQTT 3.1.1 codec behind a [`Gate`]; one copy per connection.
+#[derive(Clone)]
+pub struct Guarded {
+    gate: Arc<Gate>,
+    /// Set by the connection's CONNECT.
+    who: Option<Client>,
+    /// When its login was last found to hold.
+    checked: Option<Instant>,
+}
+
+impl Guarded {
+    pub fn new(gate: Arc<Gate>) -> Guarded {
+        Guarded {
+            gate,
+            who: None,
+            checked: None,
+        }
+    }
+
+    /// Applies the policy to one packet the client sent.
+    fn screen(&mut self, packet: &mut Packet) -> Result<(), Error> {
+        if let Packet::Connect(connect, _, will, _, login) = packet {
+            let who = Client::new(
+                &connect.client_id,
+                login
+                    .as_ref()
+                    .map(|l| (l.username.as_str(), l.password.as_str())),
+            );
+            if let Some(w) = will.as_ref() {
+                let topic = String::from_utf8_lossy(&w.topic);
+                if let Err(why) = self.gate.policy.publish(&who, &topic, &w.message) {
+                    self.gate.refuse(&who, "last will", &topic, &why);
+                    *will = None;
+                }
+            }
+            self.who = Some(who);
+            self.checked = Some(Instant::now());
+            return Ok(());
+        }
+        // rumqttd takes nothing before a CONNECT.
+        let Some(who) = &self.who else {
+            return Ok(());
+        };
+        if self.checked.is_none_or(|t| t.elapsed() >= RECHECK_EVERY) {
+            if let Err(why) = self.gate.policy.still_valid(who) {
+                tracing::warn!(
+                    client_id = ?validate::truncate(&who.client_id, 60),
+                    "closing the connection of client {:?}: {why}",
+                    validate::truncate(&who.client_id, 60)
+                );
+                return Err(Error::InvalidProtocol);
+            }
+            self.checked = Some(Instant::now());
+        }
+        match packet {
+            Packet::Publish(publish, _) => {
+                let verdict = match std::str::from_utf8(&publish.topic) {
+                    Ok(topic) => self.gate.policy.publish(who, topic, &publish.payload),
+                    Err(_) => Err("its topic is not UTF-8".to_string()),
+                };
+                if let Err(why) = verdict {
+                    let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                    self.gate.refuse(who, "publish", &topic, &why);
+                    let note = wire::Refusal {
+                        client_id: who.client_id.clone(),
+                        topic,
+                        reason: why,
+                        bytes: publish.payload.len(),
+                        timestamp: unix_ms(),
+                    };
+                    publish.topic = Bytes::from(self.gate.refused_topic.clone());
+                    publish.payload = Bytes::from(wire::encode(&note));
+                    publish.retain = false;
+                }
+            }
+            Packet::Subscribe(subscribe, _) => {
+                for filter in &mut subscribe.filters {
+                    if let Err(why) = self.gate.policy.subscribe(who, &filter.path) {
+                        self.gate.refuse(who, "subscription", &filter.path, &why);
+                        filter.path = self.gate.nothing();
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Protocol for Guarded {
+    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
+        let mut packet = V4.read_mut(stream, max_size)?;
+        self.screen(&mut packet)?;
+        Ok(packet)
+    }
+
+    fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error> {
+        V4.write(packet, write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttd::protocol::{Connect, LastWill, Login, Publish, QoS};
+
+    /// Client `good` may publish and subscribe under `ok/`; `gone` is revoked.
+    struct Rules;
+
+    impl Policy for Rules {
+        fn publish(&self, _who: &Client, topic: &str, _payload: &[u8]) -> Result<(), String> {
+            topic
+                .starts_with("ok/")
+                .then_some(())
+                .ok_or_else(|| format!("{topic} is not under ok/"))
+        }
+        fn subscribe(&self, who: &Client, filter: &str) -> Result<(), String> {
+            self.publish(who, filter, b"")
+        }
+        fn still_valid(&self, who: &Client) -> Result<(), String> {
+            (who.username.as_deref() != Some("gone"))
+                .then_some(())
+                .ok_or_else(|| "revoked".to_string())
+        }
+    }
+
+    fn guarded() -> (Arc<Gate>, Guarded) {
+        let gate = Gate::new(Arc::new(Rules), "x/refused".into());
+        (gate.clone(), Guarded::new(gate))
+    }
+
+    fn connect(user: &str, will_topic: Option<&str>) -> Packet {
+        Packet::Connect(
+            Connect {
+                keep_alive: 10,
+                client_id: user.into(),
+                clean_session: false,
+            },
+            None,
+            will_topic.map(|t| LastWill {
+                topic: Bytes::from(t.to_string()),
+                message: Bytes::from_static(b"offline"),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            }),
+            None,
+            Some(Login {
+                username: user.into(),
+                password: "pw".into(),
+            }),
+        )
+    }
+
+    fn publish(topic: &str, retain: bool) -> Packet {
+        Packet::Publish(
+            Publish::new(topic.to_string(), "hello".into(), retain),
+            None,
+        )
+    }
+
+    /// Encodes packets the way a client sends them and reads them back
+    /// through the gate.
+    fn through(g: &mut Guarded, packets: Vec<Packet>) -> Vec<Result<Packet, Error>> {
+        let mut bytes = BytesMut::new();
+        for p in packets {
+            V4.write(p, &mut bytes).unwrap();
+        }
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            out.push(g.read_mut(&mut bytes, 1 << 20));
+        }
+        out
+    }
+
+    #[test]
+    fn allowed_publishes_pass_and_refused_ones_become_a_refusal_note() {
+        let (gate, mut g) = guarded();
+        let out = through(
+            &mut g,
+            vec![
+                connect("good", None),
+                publish("ok/a", true),
+                publish("no/b", true),
+            ],
+        );
+        assert!(matches!(out[0], Ok(Packet::Connect(..))));
+        match &out[1] {
+            Ok(Packet::Publish(p, _)) => {
+                assert_eq!(&p.topic[..], b"ok/a");
+                assert!(p.retain);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &out[2] {
+            Ok(Packet::Publish(p, _)) => {
+                assert_eq!(&p.topic[..], b"x/refused");
+                assert!(!p.retain, "a refusal note is never retained");
+                let note: wire::Refusal = serde_json::from_slice(&p.payload).unwrap();
+                assert_eq!(note.client_id, "good");
+                assert_eq!(note.topic, "no/b");
+                assert_eq!(note.bytes, 5);
+                assert!(note.reason.contains("not under ok/"), "{}", note.reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(gate.refused(), 1);
+    }
+
+    #[test]
+    fn a_refused_will_is_dropped_and_an_allowed_one_kept() {
+        let (gate, mut g) = guarded();
+        let out = through(&mut g, vec![connect("good", Some("no/will"))]);
+        assert!(matches!(&out[0], Ok(Packet::Connect(_, _, None, _, _))));
+        let (_, mut g) = guarded();
+        let out = through(&mut g, vec![connect("good", Some("ok/will"))]);
+        assert!(matches!(&out[0], Ok(Packet::Connect(_, _, Some(_), _, _))));
+        assert_eq!(gate.refused(), 1);
+    }
+
+    #[test]
+    fn refused_filters_match_nothing() {
+        let (_, mut g) = guarded();
+        let mut sub = rumqttd::protocol::Subscribe {
+            pkid: 1,
+            filters: Vec::new(),
+        };
+        for path in ["ok/#", "#", "other/+"] {
+            sub.filters.push(rumqttd::protocol::Filter {
+                path: path.into(),
+                qos: QoS::AtMostOnce,
+                nolocal: false,
+                preserve_retain: false,
+                retain_forward_rule: rumqttd::protocol::RetainForwardRule::OnEverySubscribe,
+            });
+        }
+        let out = through(
+            &mut g,
+            vec![connect("good", None), Packet::Subscribe(sub, None)],
+        );
+        match &out[1] {
+            Ok(Packet::Subscribe(s, _)) => {
+                let paths: Vec<&str> = s.filters.iter().map(|f| f.path.as_str()).collect();
+                assert_eq!(paths, ["ok/#", "x/refused/-", "x/refused/-"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revoked_login_is_closed_at_its_next_packet() {
+        let (_, mut g) = guarded();
+        // Looked at again once a second: pretend a second went by.
+        let out = through(&mut g, vec![connect("gone", None)]);
+        assert!(out[0].is_ok());
+        g.checked = Some(Instant::now() - RECHECK_EVERY);
+        let out = through(&mut g, vec![publish("ok/a", false)]);
+        assert!(out[0].is_err(), "{:?}", out[0]);
+    }
+}
