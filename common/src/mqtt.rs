@@ -6,6 +6,8 @@
 //! delay between attempts, and reports every (re)connection so the owner can
 //! subscribe again and re-publish its retained state.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
@@ -72,14 +74,100 @@ impl Backoff {
     }
 }
 
-/// Options shared by every client of ours.
+/// What a client trusts on an `mqtts://` connection: the broker's
+/// certificate must chain to one of these CAs and name the host we dialled.
+#[derive(Clone)]
+pub struct Tls(Arc<rustls::ClientConfig>);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// The CAs of `ca_file` (PEM), or this machine's roots when it is
+    /// `None`.
+    pub fn load(ca_file: Option<&Path>) -> Result<Tls, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+                let certs = rustls_pemfile::certs(&mut &text[..])
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        format!("{} is not a PEM certificate file: {e}", path.display())
+                    })?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(format!(
+                        "{} holds no usable CA certificate (expected PEM \"BEGIN CERTIFICATE\" blocks)",
+                        path.display()
+                    ));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for e in &found.errors {
+                    tracing::debug!(error = %e, "a system CA certificate could not be read");
+                }
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    return Err(
+                        "mqtts:// needs CA certificates and this machine has none: set it to the broker's CA file"
+                            .into(),
+                    );
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS cannot be set up: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls(Arc::new(config)))
+    }
+}
+
+/// The TLS an address wants: none for `mqtt://`, for `mqtts://` the CAs of
+/// `ca_file` (the `broker.ca_file` setting; empty: this machine's roots).
+pub fn tls_for(addr: &BrokerAddr, ca_file: &Path) -> Result<Option<Tls>, String> {
+    if !addr.tls {
+        return Ok(None);
+    }
+    let file = (!ca_file.as_os_str().is_empty()).then_some(ca_file);
+    Tls::load(file).map(Some)
+}
+
+/// Options shared by every client of ours. An `mqtts://` address connects
+/// with `tls` (which the caller loads when the address wants it; without
+/// it, the connection fails with a sentence naming `broker.ca_file`).
 pub fn options(
     client_id: &str,
     addr: &BrokerAddr,
     keepalive: Duration,
     credentials: Option<(&str, &str)>,
+    tls: Option<&Tls>,
 ) -> MqttOptions {
     let mut opts = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+    if addr.tls {
+        let config = match tls {
+            Some(Tls(config)) => rumqttc::TlsConfiguration::Rustls(config.clone()),
+            None => {
+                tracing::error!(broker = %addr, "no CA certificates for an mqtts:// broker; set broker.ca_file");
+                // No CA at all: every handshake fails, nothing goes out in
+                // the clear.
+                rumqttc::TlsConfiguration::Simple {
+                    ca: Vec::new(),
+                    alpn: None,
+                    client_auth: None,
+                }
+            }
+        };
+        opts.set_transport(rumqttc::Transport::tls_with_config(config));
+    }
     opts.set_keep_alive(keepalive.max(Duration::from_secs(1)));
     // Incoming packets up to 4 MiB are read (and then refused by the
     // decoder's own, smaller limit) so that one oversized retained message

@@ -1,5 +1,5 @@
 //! Broker addresses as people write them: `mqtt://host:port`, `tcp://host`,
-//! or just `host:port`.
+//! or just `host:port`; `mqtts://host` (or `ssl://`) for TLS.
 
 /// The DNS-SD type under which brokers are advertised over mDNS.
 pub const MDNS_SERVICE_TYPE: &str = "_mqtt._tcp.local.";
@@ -12,29 +12,37 @@ pub const MDNS_TXT_PREFIX: &str = "prefix";
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: the connection is TLS, the broker's certificate checked
+    /// against `broker.ca_file` or this machine's roots.
+    pub tls: bool,
 }
+
+/// The usual port of MQTT over TLS.
+pub const TLS_PORT: u16 = 8883;
 
 impl std::fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         if self.host.contains(':') {
-            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "mqtt://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
 
-/// Parses a broker URL; the port defaults to 1883.
+/// Parses a broker URL; the port defaults to 1883, or 8883 with TLS.
 pub fn parse(url: &str) -> Result<BrokerAddr, String> {
     let url = url.trim();
-    let rest = match url.split_once("://") {
-        Some(("mqtt" | "tcp", rest)) => rest,
+    let (rest, tls) = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => (rest, false),
+        Some(("mqtts" | "ssl", rest)) => (rest, true),
         Some((scheme, _)) => {
             return Err(format!(
-                "broker URL {url:?} uses {scheme}://; only mqtt:// (or tcp://) is supported"
+                "broker URL {url:?} uses {scheme}://; use mqtt:// (or tcp://), or mqtts:// for TLS"
             ))
         }
-        None => url,
+        None => (url, false),
     };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
@@ -65,13 +73,14 @@ pub fn parse(url: &str) -> Result<BrokerAddr, String> {
         return Err(format!("broker URL {url:?} names no host"));
     }
     let port = match port {
+        None if tls => TLS_PORT,
         None => 1883,
         Some(p) => match p.parse::<u16>() {
             Ok(p) if p > 0 => p,
             _ => return Err(format!("broker URL {url:?} has an invalid port {p:?}")),
         },
     };
-    Ok(BrokerAddr { host, port })
+    Ok(BrokerAddr { host, port, tls })
 }
 
 #[cfg(test)]
@@ -80,17 +89,23 @@ mod tests {
 
     #[test]
     fn urls() {
-        let cases: &[(&str, Option<(&str, u16)>)] = &[
-            ("mqtt://udoo:1883", Some(("udoo", 1883))),
-            ("mqtt://udoo", Some(("udoo", 1883))),
-            ("tcp://10.0.0.2:1884/", Some(("10.0.0.2", 1884))),
-            ("127.0.0.1:2000", Some(("127.0.0.1", 2000))),
-            ("mqtt://[::1]:1999", Some(("::1", 1999))),
-            ("[::1]", Some(("::1", 1883))),
+        // URL -> (host, port, TLS)
+        type Want<'a> = Option<(&'a str, u16, bool)>;
+        let cases: &[(&str, Want)] = &[
+            ("mqtt://udoo:1883", Some(("udoo", 1883, false))),
+            ("mqtt://udoo", Some(("udoo", 1883, false))),
+            ("tcp://10.0.0.2:1884/", Some(("10.0.0.2", 1884, false))),
+            ("127.0.0.1:2000", Some(("127.0.0.1", 2000, false))),
+            ("mqtt://[::1]:1999", Some(("::1", 1999, false))),
+            ("[::1]", Some(("::1", 1883, false))),
+            ("mqtts://udoo", Some(("udoo", 8883, true))),
+            ("ssl://udoo:9883", Some(("udoo", 9883, true))),
+            ("mqtts://[::1]:1999", Some(("::1", 1999, true))),
             ("", None),
             ("mqtt://", None),
-            ("mqtts://udoo", None),
+            ("mqtts://", None),
             ("http://udoo", None),
+            ("wss://udoo", None),
             ("mqtt://udoo:0", None),
             ("mqtt://udoo:99999", None),
             ("mqtt://udoo:abc", None),
@@ -101,10 +116,14 @@ mod tests {
         for (url, want) in cases {
             let got = parse(url);
             assert_eq!(
-                got.as_ref().ok().map(|a| (a.host.as_str(), a.port)),
+                got.as_ref().ok().map(|a| (a.host.as_str(), a.port, a.tls)),
                 *want,
                 "{url:?}: {got:?}"
             );
+            // Written back as it was meant.
+            if let Ok(a) = &got {
+                assert_eq!(parse(&a.to_string()).as_ref(), Ok(a), "{a}");
+            }
         }
     }
 }

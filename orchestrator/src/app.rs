@@ -17,7 +17,7 @@ use crate::config::OrchestratorConfig;
 use crate::core::{Core, CoreSettings, Now, Publish};
 use crate::gate::Rules;
 use crate::http::{self, ApiState};
-use crate::logins::{Logins, Verdict, ORCHESTRATOR_LOGIN};
+use crate::logins::{join_line, Logins, Verdict, FIRST_WORKER, ORCHESTRATOR_LOGIN};
 use crate::media::listing::Durations;
 use crate::media::Media;
 use crate::store::Store;
@@ -112,11 +112,33 @@ pub async fn run(
     // Who may log in to the embedded broker (not used with an external one,
     // or with broker.allow_anonymous).
     let logins = if config.broker.embedded && !config.broker.allow_anonymous {
+        if !config.state.dir.join(crate::logins::LOGINS_FILE).exists() {
+            // The first start: one worker's join line, ready to paste.
+            let (password, _) = Logins::add_worker(&config.state.dir, FIRST_WORKER)?;
+            let line = join_line(FIRST_WORKER, &password, &config.broker_public_addr());
+            println!(
+                "transcode-orchestrator: first start; the broker takes only its logins. On the machine that will transcode, run:\n  transcode-worker --config worker.toml join {line}\nIts password is shown only now; more workers: transcode-orchestrator add-worker NAME (revoke-worker {FIRST_WORKER} takes this one away)."
+            );
+        }
         let logins = Logins::open(&config.state.dir, config.credentials())?;
         tracing::info!(path = %logins.path().display(), "the embedded broker takes only its logins: add a worker with `transcode-orchestrator add-worker NAME`");
         Some(Arc::new(logins))
     } else {
         None
+    };
+    // The workers' passwords seal the orders sent to them: the embedded
+    // broker's logins, or on an external broker the ones add-worker made
+    // (which its password file must know too).
+    let keys = match (&logins, config.broker.embedded) {
+        (Some(l), _) => Some(l.clone()),
+        (None, false) => {
+            let found = Logins::open_existing(&config.state.dir)?.map(Arc::new);
+            if let Some(l) = &found {
+                tracing::info!(path = %l.path().display(), "orders to workers with a login in this file are sealed with its password");
+            }
+            found
+        }
+        (None, true) => None,
     };
     // What each of those logins may publish and subscribe to: rumqttd has
     // no access rules, the gate in front of its router has ours.
@@ -173,6 +195,7 @@ pub async fn run(
         BrokerAddr {
             host: running.connect_addr.ip().to_string(),
             port: running.connect_addr.port(),
+            tls: false,
         }
     } else {
         config
@@ -185,11 +208,14 @@ pub async fn run(
         Some(l) => Some((ORCHESTRATOR_LOGIN.to_string(), l.orchestrator_password())),
         None => config.credentials(),
     };
+    let tls = mqtt::tls_for(&broker, &config.broker.ca_file)
+        .map_err(|e| anyhow::anyhow!("broker.ca_file: {e}"))?;
     let mut opts = mqtt::options(
         "transcode-orchestrator",
         &broker,
         Duration::from_secs(5),
         credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        tls.as_ref(),
     );
     opts.set_clean_session(true);
     opts.set_last_will(LastWill::new(
@@ -201,7 +227,7 @@ pub async fn run(
     let (client, mut events) = mqtt::connect(opts, broker.to_string(), None);
     let orders = Orders {
         topics: topics.clone(),
-        logins: logins.clone(),
+        logins: keys,
     };
     let http_orders = orders.clone();
     let session = Session {

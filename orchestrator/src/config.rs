@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     /// used by the orchestrator's own connection.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// For an `mqtts://` broker: the PEM file of the CA(s) that signed its
+    /// certificate; empty: this machine's own CA roots.
+    pub ca_file: PathBuf,
     /// Advertise the embedded broker over mDNS as `_mqtt._tcp`.
     pub mdns: bool,
     /// Clients the embedded broker accepts at once.
@@ -128,6 +131,7 @@ impl Default for BrokerConfig {
             url: String::new(),
             username: None,
             password: None,
+            ca_file: PathBuf::new(),
             mdns: true,
             max_connections: 1024,
             allow_anonymous: false,
@@ -221,14 +225,23 @@ impl OrchestratorConfig {
 
     /// Where workers reach the embedded broker: the listen address, or this
     /// machine's LAN address when that is 0.0.0.0.
-    pub fn broker_public_addr(&self) -> (String, u16) {
+    pub fn broker_public_addr(&self) -> BrokerAddr {
+        if !self.broker.embedded {
+            if let Some(addr) = self.broker_url() {
+                return addr;
+            }
+        }
         let listen = self.broker_listen();
         let ip = if listen.ip().is_unspecified() {
             transcode_common::net::lan_address()
         } else {
             listen.ip()
         };
-        (ip.to_string(), listen.port())
+        BrokerAddr {
+            host: ip.to_string(),
+            port: listen.port(),
+            tls: false,
+        }
     }
 
     /// The media root, when there is one.
@@ -279,7 +292,10 @@ impl Validate for OrchestratorConfig {
                     "is required when broker.embedded = false (e.g. mqtt://homeassistant.local:1883)",
                 ));
             }
-            mqtt_url::parse(&self.broker.url).map_err(|e| ConfigError::invalid("broker.url", e))?;
+            let addr = mqtt_url::parse(&self.broker.url)
+                .map_err(|e| ConfigError::invalid("broker.url", e))?;
+            transcode_common::mqtt::tls_for(&addr, &self.broker.ca_file)
+                .map_err(|e| ConfigError::invalid("broker.ca_file", e))?;
         }
         if self.broker.password.is_some() && self.broker.username.is_none() {
             return Err(ConfigError::invalid(

@@ -57,7 +57,7 @@ pub struct ApiState {
     pub limits: (f64, u32),
     /// Where the embedded broker's logins live and where workers reach it,
     /// when it takes logins.
-    pub logins: Option<(std::path::PathBuf, (String, u16))>,
+    pub logins: Option<(std::path::PathBuf, transcode_common::mqtt_url::BrokerAddr)>,
 }
 
 impl ApiState {
@@ -408,7 +408,7 @@ fn with_cors(mut r: warp::reply::Response) -> warp::reply::Response {
 /// `POST /api/workers/{id}/login`: a new login for the worker and the line
 /// it joins with; `DELETE`: the login taken away.
 async fn worker_login(id: String, add: bool, s: ApiState) -> warp::reply::Response {
-    let Some((dir, (host, port))) = s.logins.clone() else {
+    let Some((dir, broker)) = s.logins.clone() else {
         return error(
             StatusCode::NOT_FOUND,
             "this orchestrator's broker takes no logins (broker.allow_anonymous, or an external broker)",
@@ -420,7 +420,7 @@ async fn worker_login(id: String, add: bool, s: ApiState) -> warp::reply::Respon
             crate::logins::Logins::add_worker(&dir, &worker).map(|(password, replaced)| {
                 json!({
                     "worker_id": worker,
-                    "join": crate::logins::join_line(&worker, &password, &host, port),
+                    "join": crate::logins::join_line(&worker, &password, &broker),
                     "replaced": replaced,
                 })
             })

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use transcode_common::mqtt_url::BrokerAddr;
 use transcode_common::validate;
 
 use crate::secrets;
@@ -24,6 +25,9 @@ pub const LOGINS_FILE: &str = "broker-logins.json";
 pub const ORCHESTRATOR_LOGIN: &str = "transcode-orchestrator";
 /// A worker's login is this and its id.
 pub const WORKER_PREFIX: &str = "worker-";
+/// The worker whose login the first start makes, so that the first join
+/// line is ready without a command.
+pub const FIRST_WORKER: &str = "first";
 /// Random bytes in a password.
 const PASSWORD_LEN: usize = 24;
 /// How often a running orchestrator looks at the file for changes.
@@ -94,6 +98,21 @@ impl Logins {
                 checked: Instant::now(),
             }),
         })
+    }
+
+    /// The logins in `state_dir` if `add-worker` made any, without making
+    /// the file: with an external broker they are only the keys the
+    /// orchestrator seals its orders to workers with.
+    pub fn open_existing(state_dir: &Path) -> anyhow::Result<Option<Logins>> {
+        let path = state_dir.join(LOGINS_FILE);
+        Ok(read(&path)?.map(|file| Logins {
+            path,
+            shared: None,
+            state: Mutex::new(Loaded {
+                file,
+                checked: Instant::now(),
+            }),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -233,10 +252,26 @@ impl Logins {
 }
 
 /// The line a worker joins with: its login and the broker's address.
-pub fn join_line(id: &str, password: &str, broker_host: &str, broker_port: u16) -> String {
+pub fn join_line(id: &str, password: &str, broker: &BrokerAddr) -> String {
+    let scheme = if broker.tls { "mqtts" } else { "mqtt" };
     format!(
-        "mqtt://{WORKER_PREFIX}{id}:{password}@{}:{broker_port}",
-        transcode_common::net::url_host(broker_host)
+        "{scheme}://{WORKER_PREFIX}{id}:{password}@{}:{}",
+        transcode_common::net::url_host(&broker.host),
+        broker.port
+    )
+}
+
+/// What a Mosquitto broker needs to know of worker `id`'s login: its lines
+/// in an `acl_file`, giving it only its own topics (everything of its own
+/// under `workers/{id}/`, and the statuses of the runs it holds, which the
+/// orchestrator checks against the holder).
+pub fn mosquitto_acl(id: &str, prefix: &str) -> String {
+    format!(
+        "user {WORKER_PREFIX}{id}\n\
+         topic readwrite {prefix}/workers/{id}/#\n\
+         topic read {prefix}/orchestrator/availability\n\
+         topic write {prefix}/jobs/+/status\n\
+         topic write {prefix}/jobs/+/chunks/+\n"
     )
 }
 
@@ -359,13 +394,39 @@ mod tests {
 
     #[test]
     fn a_join_line_carries_the_login_and_the_address() {
+        let at = |host: &str, port, tls| BrokerAddr {
+            host: host.into(),
+            port,
+            tls,
+        };
+        let cases = [
+            (
+                at("192.168.1.10", 1883, false),
+                "mqtt://worker-nas:ab12@192.168.1.10:1883",
+            ),
+            (
+                at("2001:db8::5", 1883, false),
+                "mqtt://worker-nas:ab12@[2001:db8::5]:1883",
+            ),
+            (
+                at("broker.home", 8883, true),
+                "mqtts://worker-nas:ab12@broker.home:8883",
+            ),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(join_line("nas", "ab12", &addr), want);
+        }
+    }
+
+    #[test]
+    fn a_mosquitto_acl_gives_a_worker_its_own_topics() {
         assert_eq!(
-            join_line("nas", "ab12", "192.168.1.10", 1883),
-            "mqtt://worker-nas:ab12@192.168.1.10:1883"
-        );
-        assert_eq!(
-            join_line("nas", "ab12", "2001:db8::5", 1883),
-            "mqtt://worker-nas:ab12@[2001:db8::5]:1883"
+            mosquitto_acl("nas", "transcode"),
+            "user worker-nas\n\
+             topic readwrite transcode/workers/nas/#\n\
+             topic read transcode/orchestrator/availability\n\
+             topic write transcode/jobs/+/status\n\
+             topic write transcode/jobs/+/chunks/+\n"
         );
     }
 }

@@ -50,14 +50,21 @@ fn main() -> ExitCode {
         Some(Command::AddWorker { name }) => {
             return match transcode_orchestrator::logins::Logins::add_worker(&state, name) {
                 Ok((password, replaced)) => {
-                    let (host, port) = config.broker_public_addr();
-                    let line =
-                        transcode_orchestrator::logins::join_line(name, &password, &host, port);
+                    let broker = config.broker_public_addr();
+                    let line = transcode_orchestrator::logins::join_line(name, &password, &broker);
                     println!("transcode-worker join {line}");
                     eprintln!(
                         "transcode-orchestrator: worker {name} {} a login; run the line above on it (it holds the password: keep it private)",
                         if replaced { "has a new password for" } else { "has" }
                     );
+                    if !config.broker.embedded {
+                        // The orchestrator seals its orders with this
+                        // password; the broker must know the login too.
+                        eprintln!(
+                            "transcode-orchestrator: on the broker {broker}, add the login (Mosquitto: mosquitto_passwd -b PASSWORD_FILE worker-{name} PASSWORD, with the password of the line above) and give it its own topics in the acl_file:\n{}",
+                            transcode_orchestrator::logins::mosquitto_acl(name, &config.mqtt.topic_prefix)
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

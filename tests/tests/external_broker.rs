@@ -165,3 +165,250 @@ fn a_worker_with_a_wrong_password_says_so_and_keeps_trying() {
     let mut w = w;
     assert!(w.is_running(), "a refused login is retried, not fatal");
 }
+
+/// A CA and a certificate for 127.0.0.1 and localhost signed by it, as PEM
+/// files in `dir`: (CA, certificate, key).
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "transcode test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params");
+    let cert = server
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("server certificate");
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("broker.pem"),
+        dir.join("broker.key"),
+    );
+    std::fs::write(&files.0, ca_cert.pem()).expect("ca.pem");
+    std::fs::write(&files.1, cert.pem()).expect("broker.pem");
+    std::fs::write(&files.2, key.serialize_pem()).expect("broker.key");
+    files
+}
+
+/// `mosquitto_passwd -b FILE USER PASSWORD`, making the file first.
+fn passwd(file: &Path, user: &str, password: &str) {
+    let mut cmd = Command::new("mosquitto_passwd");
+    if !file.exists() {
+        cmd.arg("-c");
+    }
+    let status = cmd
+        .arg("-b")
+        .arg(file)
+        .args([user, password])
+        .stdin(Stdio::null())
+        .status()
+        .expect("mosquitto_passwd runs");
+    assert!(status.success());
+}
+
+#[test]
+fn the_job_path_on_mosquitto_with_tls_per_worker_users_and_an_acl() {
+    let mut sys = System::new();
+    let dir = sys.dir.path().to_path_buf();
+    let (ca, cert, key) = make_certificates(&dir);
+    let port = free_port();
+    sys.broker_port = port;
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let ca_arg = ca.display().to_string();
+    sys.orchestrator_env.extend([
+        env("TRANSCODE_BROKER__EMBEDDED", "false"),
+        env("TRANSCODE_BROKER__URL", &url),
+        env("TRANSCODE_BROKER__USERNAME", "transcode-orchestrator"),
+        env("TRANSCODE_BROKER__PASSWORD", "orchestrator pass"),
+        env("TRANSCODE_BROKER__CA_FILE", &ca_arg),
+    ]);
+
+    // add-worker, as a person would run it for an external broker: the join
+    // line (mqtts://) and the lines Mosquitto needs.
+    let out = Command::new(transcode_tests::bin("transcode-orchestrator"))
+        .arg("add-worker")
+        .arg("w1")
+        .envs(sys.orchestrator_env.iter().cloned())
+        .env("TRANSCODE_STATE__DIR", sys.state_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("add-worker runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .strip_prefix("transcode-worker join ")
+        .expect("a join line")
+        .to_string();
+    assert!(line.starts_with("mqtts://worker-w1:"), "{line}");
+    let w1_pass = line
+        .split_once("worker-w1:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(p, _)| p.to_string())
+        .expect("a password");
+    let told = String::from_utf8_lossy(&out.stderr).to_string();
+    let acl_lines = told
+        .split_once("acl_file:\n")
+        .map(|(_, lines)| lines.trim().to_string())
+        .unwrap_or_else(|| panic!("no ACL lines: {told}"));
+    assert!(acl_lines.starts_with("user worker-w1\n"), "{acl_lines}");
+
+    // Mosquitto with TLS only, a user per worker and an ACL file. The
+    // shared "watch" login is careless here (it may write anywhere): the
+    // worker's sealed orders are what keeps a forged one out.
+    let passwords = dir.join("passwd");
+    passwd(&passwords, "transcode-orchestrator", "orchestrator pass");
+    passwd(&passwords, "worker-w1", &w1_pass);
+    passwd(&passwords, "watch", "watch pass");
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        format!(
+            "user transcode-orchestrator\ntopic readwrite transcode/#\ntopic readwrite homeassistant/#\n\nuser watch\ntopic readwrite transcode/#\n\n{acl_lines}\n"
+        ),
+    )
+    .expect("acl");
+    let conf = dir.join("mosquitto-tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            passwords.display(),
+            acl.display(),
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("config");
+    let conf_arg = conf.display().to_string();
+    let _broker = Proc::spawn("mosquitto", &mosquitto(), &["-c", &conf_arg], &[], &dir);
+    wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(drop)
+    });
+
+    make_media(&dir.join("media/clip.mkv"), 1280, 720, 6, true);
+    let o = sys.start_orchestrator();
+    let config = dir.join("w1.toml").display().to_string();
+    let out = Command::new(transcode_tests::bin("transcode-worker"))
+        .args(["--config", &config, "join", &line])
+        .stdin(Stdio::null())
+        .output()
+        .expect("join runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w1 = sys.start_worker_with(
+        "w1",
+        &[
+            ("TRANSCODE_BROKER__URL", &url),
+            ("TRANSCODE_BROKER__CA_FILE", &ca_arg),
+        ],
+        &["--config", &config],
+    );
+    sys.wait_online("w1", true, Duration::from_secs(30));
+
+    // The whole job path, over TLS, with sealed orders.
+    let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "720p", "bitrate": "1M"}));
+    let done = sys.wait_job(&id, "completed", Duration::from_secs(120));
+    let (streams, duration) = ffprobe(&sys.api(&format!("/stream/{id}/index.m3u8")));
+    assert!(
+        streams.contains(&("video".into(), "h264".into(), 1280, 720)),
+        "{streams:?} {done}"
+    );
+    assert!((duration - 6.0).abs() <= 0.5, "{duration}");
+    assert!(
+        o.log().contains("sealed with its password"),
+        "the orchestrator seals orders with the logins add-worker made"
+    );
+
+    let tls = ["--cafile", ca_arg.as_str()];
+    let as_user = |user: &str, pass: &str| -> Vec<String> {
+        tls.iter()
+            .map(|s| s.to_string())
+            .chain(["-u", user, "-P", pass].map(String::from))
+            .collect()
+    };
+    let pub_as = |login: &[String], topic: &str, payload: &str, retain: bool| {
+        let mut cmd = Command::new("mosquitto_pub");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(login)
+            .args(["-t", topic, "-m", payload, "-q", "1"]);
+        if retain {
+            cmd.arg("-r");
+        }
+        cmd.stdin(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let watch = as_user("watch", "watch pass");
+    let watch_args: Vec<&str> = watch.iter().map(String::as_str).collect();
+
+    // The ACL keeps w1 to its own topics: its publish as another worker
+    // never reaches anyone.
+    let w1_login = as_user("worker-w1", &w1_pass);
+    assert!(pub_as(
+        &w1_login,
+        "transcode/workers/w2/availability",
+        "offline",
+        true
+    ));
+    assert!(pub_as(
+        &w1_login,
+        "transcode/workers/w1/probe",
+        "mine",
+        true
+    ));
+    assert_eq!(
+        mqtt::retained_as(port, &watch_args, "transcode/workers/w1/probe").as_deref(),
+        Some("mine"),
+        "w1 writes its own topics"
+    );
+    assert_eq!(
+        mqtt::retained_as(port, &watch_args, "transcode/workers/w2/availability"),
+        None,
+        "w1 may not write w2's"
+    );
+
+    // An order that is not the orchestrator's, on a topic the careless ACL
+    // lets through: w1 refuses it (its seal does not match).
+    let forged =
+        json!({"job_id": "00000000-0000-4000-8000-00000000beef", "source_path": "clip.mkv",
+        "resolution": "720p", "bitrate": "1M", "attempt": 1})
+        .to_string();
+    assert!(pub_as(&watch, "transcode/workers/w1/jobs", &forged, false));
+    wait_until(
+        Duration::from_secs(10),
+        "w1 to refuse the forged order",
+        || {
+            w1.log()
+                .lines()
+                .any(|l| {
+                    l.contains("order refused")
+                        && l.contains("00000000-0000-4000-8000-00000000beef")
+                })
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        w1.log().matches("starting FFmpeg").count(),
+        1,
+        "{}",
+        w1.log()
+    );
+
+    // Nothing in the clear: a client without TLS gets no answer.
+    let out = mqtt::first_as(port, &["-u", "watch", "-P", "watch pass"], "transcode/#");
+    assert!(!out.status.success() && out.stdout.is_empty());
+}

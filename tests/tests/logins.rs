@@ -69,6 +69,24 @@ fn a_locked_broker_takes_each_worker_by_its_own_login_only() {
     make_media(&sys.dir.path().join("media/clip.mkv"), 640, 360, 4, true);
     let o = sys.start_orchestrator();
 
+    // The first start prints one worker's join line, which logs in.
+    let printed: Vec<String> = o
+        .log()
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("transcode-worker --config worker.toml join ")
+        })
+        .map(str::to_string)
+        .collect();
+    assert_eq!(printed.len(), 1, "{}", o.log());
+    let first_pass = printed[0]
+        .strip_prefix("mqtt://worker-first:")
+        .and_then(|rest| rest.split_once('@'))
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_else(|| panic!("{}", printed[0]));
+    assert!(publish_as(&sys, Some(("worker-first", "worker-first", &first_pass))).0);
+
     // Nobody without a login: not even to watch.
     let (ok, why) = publish_as(&sys, None);
     // rumqttd closes the connection of a client without a login.

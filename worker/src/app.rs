@@ -88,12 +88,20 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
             .clone()
             .map(|u| (u, config.broker.password.clone().unwrap_or_default()));
         let will_topic = topics.worker_availability(&worker_id);
+        // Only broker.url can say mqtts:// (brokers found over mDNS are
+        // plain `_mqtt._tcp`).
+        let tls = match mqtt_url::parse(&config.broker.url) {
+            Ok(addr) => mqtt::tls_for(&addr, &config.broker.ca_file)
+                .map_err(|e| anyhow::anyhow!("worker {worker_id}: broker.ca_file: {e}"))?,
+            Err(_) => None,
+        };
         move |addr: &mqtt_url::BrokerAddr| {
             let mut opts = mqtt::options(
                 &client_id,
                 addr,
                 keepalive,
                 credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+                tls.as_ref(),
             );
             // A persistent session keeps job assignments queued while we
             // reconnect, and (NOTES.md) keeps the last will armed across

@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// For an `mqtts://` broker: the PEM file of the CA(s) that signed its
+    /// certificate; empty: this machine's own CA roots.
+    pub ca_file: PathBuf,
     /// MQTT keepalive; the broker declares a hung worker dead (and sends its
     /// last will) after 1.5 times this.
     pub keepalive_s: u64,
@@ -166,6 +169,7 @@ impl Default for BrokerConfig {
             url: String::new(),
             username: None,
             password: None,
+            ca_file: PathBuf::new(),
             keepalive_s: 5,
         }
     }
@@ -246,7 +250,10 @@ impl Validate for WorkerConfig {
         }
         validate::worker_id(&self.worker_id).map_err(|e| ConfigError::invalid("worker_id", e))?;
         if !self.broker.url.trim().is_empty() {
-            mqtt_url::parse(&self.broker.url).map_err(|e| ConfigError::invalid("broker.url", e))?;
+            let addr = mqtt_url::parse(&self.broker.url)
+                .map_err(|e| ConfigError::invalid("broker.url", e))?;
+            transcode_common::mqtt::tls_for(&addr, &self.broker.ca_file)
+                .map_err(|e| ConfigError::invalid("broker.ca_file", e))?;
         }
         if self.broker.password.is_some() && self.broker.username.is_none() {
             return Err(ConfigError::invalid(

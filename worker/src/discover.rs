@@ -137,6 +137,7 @@ pub async fn watch_brokers(
                     let _ = found.send(Some(BrokerAddr {
                         host: addr.ip().to_string(),
                         port: addr.port(),
+                        tls: false,
                     }));
                 }
                 break;

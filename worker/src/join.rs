@@ -4,22 +4,24 @@
 
 use std::path::Path;
 
-/// What a join line (`mqtt://worker-NAME:PASSWORD@HOST:PORT`) carries.
+/// What a join line (`mqtt://worker-NAME:PASSWORD@HOST:PORT`, or `mqtts://`)
+/// carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Join {
     pub worker_id: String,
     pub username: String,
     pub password: String,
-    /// `mqtt://HOST:PORT`.
+    /// `mqtt://HOST:PORT` (or `mqtts://`).
     pub url: String,
 }
 
 /// Reads a join line.
 pub fn parse(line: &str) -> Result<Join, String> {
-    let shown = "a join line looks like mqtt://worker-NAME:PASSWORD@HOST:PORT (transcode-orchestrator add-worker NAME prints it)";
-    let rest = line
+    let shown = "a join line looks like mqtt://worker-NAME:PASSWORD@HOST:PORT (or mqtts:// for TLS; transcode-orchestrator add-worker NAME prints it)";
+    let (scheme, rest) = line
         .trim()
-        .strip_prefix("mqtt://")
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "mqtt" | "mqtts"))
         .ok_or_else(|| format!("this is not a join line: {shown}"))?;
     let (login, address) = rest
         .rsplit_once('@')
@@ -34,7 +36,7 @@ pub fn parse(line: &str) -> Result<Join, String> {
     if password.is_empty() || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(format!("the join line's password is damaged: {shown}"));
     }
-    let url = format!("mqtt://{address}");
+    let url = format!("{scheme}://{address}");
     transcode_common::mqtt_url::parse(&url).map_err(|e| format!("the join line's address: {e}"))?;
     Ok(Join {
         worker_id: worker_id.to_string(),
@@ -119,8 +121,13 @@ mod tests {
                 .url,
             "mqtt://[2001:db8::5]:1883"
         );
+        assert_eq!(
+            parse("mqtts://worker-nas:ab@broker.home:8883").unwrap().url,
+            "mqtts://broker.home:8883"
+        );
         let bad = [
             ("http://worker-nas:ab@h:1", "not a join line"),
+            ("worker-nas:ab@h:1", "not a join line"),
             ("mqtt://h:1883", "no login"),
             ("mqtt://worker-nas@h:1883", "no password"),
             ("mqtt://admin:ab@h:1883", "not a worker's"),
