@@ -166,31 +166,84 @@ fn a_worker_with_a_wrong_password_says_so_and_keeps_trying() {
     assert!(w.is_running(), "a refused login is retried, not fatal");
 }
 
-/// A CA and a certificate for 127.0.0.1 and localhost signed by it, as PEM
-/// files in `dir`: (CA, certificate, key).
+/// A CA and a certificate for 127.0.0.1 and localhost signed by it, made
+/// with the openssl command as a person would: PEM files in `dir`, (CA,
+/// certificate, key).
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "transcode test CA");
-    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-    let key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("server params");
-    let cert = server
-        .signed_by(&key, &ca_cert, &ca_key)
-        .expect("server certificate");
-    let files = (
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl runs (./dev setup installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &[
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=transcode test CA",
+        ][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ]
+    .concat());
+    run(&[
+        &["req", "-subj", "/CN=localhost"][..],
+        &ec,
+        &["-keyout", "broker.key", "-out", "broker.csr"],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "broker.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "broker.pem",
+    ]);
+    // Readable by the broker whichever user it runs as (openssl makes keys
+    // for their owner only).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("broker.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("broker.key readable");
+    (
         dir.join("ca.pem"),
         dir.join("broker.pem"),
         dir.join("broker.key"),
-    );
-    std::fs::write(&files.0, ca_cert.pem()).expect("ca.pem");
-    std::fs::write(&files.1, cert.pem()).expect("broker.pem");
-    std::fs::write(&files.2, key.serialize_pem()).expect("broker.key");
-    files
+    )
 }
 
 /// `mosquitto_passwd -b FILE USER PASSWORD`, making the file first.
