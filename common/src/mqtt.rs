@@ -141,6 +141,9 @@ pub fn tls_for(addr: &BrokerAddr, ca_file: &Path) -> Result<Option<Tls>, String>
     Tls::load(file).map(Some)
 }
 
+/// Events waiting for the connection's owner.
+const EVENT_QUEUE: usize = 1024;
+
 /// Options shared by every client of ours. An `mqtts://` address connects
 /// with `tls` (which the caller loads when the address wants it; without
 /// it, the connection fails with a sentence naming `broker.ca_file`).
@@ -192,16 +195,18 @@ pub fn connect(
     opts: MqttOptions,
     broker: String,
     redirect: Option<Redirect>,
-) -> (AsyncClient, mpsc::UnboundedReceiver<SessionEvent>) {
+) -> (AsyncClient, mpsc::Receiver<SessionEvent>) {
     let (client, eventloop) = AsyncClient::new(opts, 256);
-    let (tx, rx) = mpsc::unbounded_channel();
+    // Bounded: an owner that cannot keep up slows the event loop down (and
+    // the broker behind it) instead of piling messages up in memory.
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     tokio::spawn(drive(eventloop, tx, broker, redirect));
     (client, rx)
 }
 
 async fn drive(
     mut eventloop: EventLoop,
-    tx: mpsc::UnboundedSender<SessionEvent>,
+    tx: mpsc::Sender<SessionEvent>,
     mut broker: String,
     mut redirect: Option<Redirect>,
 ) {
@@ -226,18 +231,19 @@ async fn drive(
                     .send(SessionEvent::Connected {
                         session_present: present,
                     })
+                    .await
                     .is_err()
                 {
                     return;
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send(SessionEvent::Message(p)).is_err() {
+                if tx.send(SessionEvent::Message(p)).await.is_err() {
                     return;
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                let _ = tx.send(SessionEvent::Closed);
+                let _ = tx.send(SessionEvent::Closed).await;
                 return;
             }
             Ok(_) => {}
@@ -253,7 +259,7 @@ async fn drive(
                 }
                 if failures == 1 {
                     tracing::warn!(%broker, error = %reason, "MQTT connection lost; reconnecting");
-                    if tx.send(SessionEvent::Lost(reason)).is_err() {
+                    if tx.send(SessionEvent::Lost(reason)).await.is_err() {
                         return;
                     }
                 } else if failures % 15 == 0 {

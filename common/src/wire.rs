@@ -13,9 +13,11 @@ use uuid::Uuid;
 use crate::validate::{self, Bitrate, Resolution};
 
 mod access;
+mod limits;
 mod media;
 mod stream;
 pub use access::{speaker_of, Refusal};
+pub use limits::{MAX_FPS, MAX_MEDIA_SECONDS, MAX_SPEED, MAX_TEXT};
 pub use media::{MediaEntry, MediaKind, MediaListing};
 pub use stream::{
     ChunkStatus, Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport,
@@ -118,7 +120,24 @@ pub struct Heartbeat {
     /// When this heartbeat was made, unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
+    /// Runs this worker ended lately (newest last): their final statuses
+    /// travel on another topic and may arrive after this heartbeat, so a
+    /// run listed here is not lost for being missing from `active_jobs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finished_runs: Vec<FinishedRun>,
 }
+
+/// A run a worker ended, as its heartbeat recalls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedRun {
+    pub job_id: Uuid,
+    pub attempt: u32,
+    /// Its final state: completed, failed or cancelled.
+    pub state: JobState,
+}
+
+/// Most finished runs a heartbeat recalls.
+pub const MAX_FINISHED_RUNS: usize = 16;
 
 impl Heartbeat {
     /// Checks the values that serde's types do not already pin down.
@@ -140,6 +159,11 @@ impl Heartbeat {
         }
         if self.hw_accel.len() > 32 || self.encoders.len() > 64 || self.active_jobs.len() > 1024 {
             return Err("hw_accel, encoders or active_jobs: too many entries".into());
+        }
+        if self.finished_runs.len() > MAX_FINISHED_RUNS {
+            return Err(format!(
+                "finished_runs: more than {MAX_FINISHED_RUNS} entries"
+            ));
         }
         Ok(())
     }
@@ -386,6 +410,9 @@ pub enum ErrorKind {
     Busy,
     /// FFmpeg or the machine failed: another worker may succeed.
     Worker,
+    /// The worker was stopped (SIGTERM, a restart, an update) and handed
+    /// the run back: it goes on elsewhere, and counts as no failure.
+    Shutdown,
 }
 
 /// A request for a new job, on `transcode/jobs/submit` or `POST /api/jobs`.

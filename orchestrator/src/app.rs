@@ -1,26 +1,32 @@
 //! The orchestrator process: the embedded broker, the job store, the MQTT
-//! session that feeds the core, the timer, and the HTTP API.
+//! session that feeds the core (`session`), the seal on orders to workers
+//! (`orders`), the timer, and the HTTP API.
+
+mod orders;
+mod session;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use rumqttc::{AsyncClient, LastWill, QoS};
+use rumqttc::{LastWill, QoS};
 use transcode_common::mqtt::{self, SessionEvent};
 use transcode_common::mqtt_url::BrokerAddr;
-use transcode_common::topics::{Topic, Topics, OFFLINE, ONLINE};
-use transcode_common::wire::{self, JobRequest};
+use transcode_common::topics::OFFLINE;
 
 use crate::access::Access;
 use crate::config::OrchestratorConfig;
-use crate::core::{Core, CoreSettings, Now, Publish};
+use crate::core::{Core, CoreSettings, Now};
 use crate::gate::Rules;
 use crate::http::{self, ApiState};
 use crate::logins::{join_line, Logins, Verdict, FIRST_WORKER, ORCHESTRATOR_LOGIN};
 use crate::media::listing::Durations;
 use crate::media::Media;
+use crate::runner::Runner;
 use crate::store::Store;
+use orders::Orders;
+use session::Session;
 use transcode_common::validate;
 
 /// How often time-driven work runs (timeouts, dispatch, pruning).
@@ -71,6 +77,8 @@ pub async fn run(
             stall_timeout: Duration::from_secs(config.scheduler.stall_timeout_s),
             retention: Duration::from_secs(config.state.retention_s),
             max_queued: config.scheduler.max_queued_jobs,
+            max_heartbeat_interval: Duration::from_secs(config.registry.max_heartbeat_interval_s),
+            forget_after: Duration::from_secs(config.registry.forget_after_s),
         },
         config.homeassistant.enabled.then(|| {
             crate::homeassistant::Discovery::new(
@@ -229,20 +237,27 @@ pub async fn run(
         topics: topics.clone(),
         logins: keys,
     };
-    let http_orders = orders.clone();
+    let ha_status = core
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .ha_status_topic();
+    let runner = Runner::start(
+        core.clone(),
+        client.clone(),
+        Box::new(move |topic, payload| orders.seal(topic, payload)),
+    );
     let session = Session {
         client: client.clone(),
         topics,
-        core: core.clone(),
-        orders,
+        runner: runner.clone(),
+        ha_status,
     };
 
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let publisher = client.clone();
     let server = tokio::spawn(
         warp::serve(http::routes(ApiState {
             core,
-            publish: Arc::new(move |out| send(&publisher, out, &http_orders)),
+            runner: runner.clone(),
             media,
             durations: Durations::new(&config.media.ffprobe),
             access,
@@ -262,6 +277,8 @@ pub async fn run(
 
     let mut tick = tokio::time::interval(TICK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Set by a tick that found the store writable again.
+    let resync = Arc::new(tokio::sync::Notify::new());
     let mut connected = false;
     tokio::pin!(shutdown);
     loop {
@@ -269,13 +286,23 @@ pub async fn run(
             _ = &mut shutdown => break,
             // While our own connection is down we hear from nobody: time-driven
             // decisions (a worker lost, a run stalled) wait until it is back.
-            _ = tick.tick(), if connected => session.tick(),
+            _ = tick.tick(), if connected => {
+                let resync = resync.clone();
+                runner.send(move |core| {
+                    let out = core.tick(Now::current());
+                    if core.take_resync() {
+                        resync.notify_one();
+                    }
+                    out
+                }).await;
+            }
+            _ = resync.notified() => session.resync().await,
             event = events.recv() => match event {
                 Some(SessionEvent::Connected { .. }) => {
                     connected = true;
                     session.on_connected().await;
                 }
-                Some(SessionEvent::Message(p)) => session.on_message(&p.topic, &p.payload, p.retain),
+                Some(SessionEvent::Message(p)) => session.on_message(p.topic, p.payload, p.retain).await,
                 Some(SessionEvent::Lost(_)) => connected = false,
                 Some(SessionEvent::Closed) | None => {
                     anyhow::bail!("the MQTT connection stopped unexpectedly");
@@ -308,208 +335,4 @@ pub async fn run(
     let _ = http_stop.send(());
     let _ = server.await;
     Ok(())
-}
-
-/// Publishes what the core asked for. Never waits: when the broker is away
-/// the store still holds the truth, and statuses are published again on
-/// reconnection.
-/// Publishes what the core decided. Orders to a worker that has a login
-/// (assignments, cancels, output notices) are sealed with its password: the
-/// broker has no access rules, so that is how the worker knows they are ours.
-fn send(client: &AsyncClient, out: Vec<Publish>, orders: &Orders) {
-    for p in out {
-        let payload = orders.seal(&p.topic, p.payload);
-        if let Err(e) = client.try_publish(p.topic.clone(), QoS::AtLeastOnce, p.retain, payload) {
-            tracing::warn!(topic = %p.topic, error = %e, "not published");
-        }
-    }
-}
-
-/// What seals the orders to workers.
-#[derive(Clone)]
-struct Orders {
-    topics: Topics,
-    logins: Option<Arc<Logins>>,
-}
-
-impl Orders {
-    fn seal(&self, topic: &str, payload: Vec<u8>) -> Vec<u8> {
-        let Some(logins) = &self.logins else {
-            return payload;
-        };
-        let worker = match self.topics.parse(topic) {
-            Some(Topic::WorkerJobs(id) | Topic::WorkerCancel(id) | Topic::WorkerOutputs(id)) => id,
-            _ => return payload,
-        };
-        match logins.password_of(&worker) {
-            Some(key) => {
-                // The time goes inside the seal: a recorded order replayed
-                // later is refused as stale.
-                let stamped = match serde_json::from_slice::<serde_json::Value>(&payload) {
-                    Ok(serde_json::Value::Object(mut order)) => {
-                        order.insert(
-                            transcode_common::seal::SEALED_AT.into(),
-                            transcode_common::unix_ms().into(),
-                        );
-                        serde_json::to_vec(&order).unwrap_or(payload)
-                    }
-                    _ => payload,
-                };
-                transcode_common::seal::seal(&stamped, key.as_bytes(), topic)
-            }
-            None => payload,
-        }
-    }
-}
-
-/// The orchestrator's side of the MQTT conversation.
-struct Session {
-    client: AsyncClient,
-    topics: Topics,
-    core: Arc<Mutex<Core>>,
-    orders: Orders,
-}
-
-impl Session {
-    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn send(&self, out: Vec<Publish>) {
-        send(&self.client, out, &self.orders);
-    }
-
-    /// Publishes while the core is still locked (publishing never waits), so
-    /// messages leave in the order the core decided them.
-    fn tick(&self) {
-        let mut core = self.core();
-        let out = core.tick(Now::current());
-        self.send(out);
-    }
-
-    /// Subscribes (our session is clean, so every time), says we are here and
-    /// puts our retained job statuses back (the broker may be new).
-    /// Wildcards with many retained messages are subscribed at QoS 0: rumqttd
-    /// sends at most 100 retained messages to a new QoS 1 subscription.
-    async fn on_connected(&self) {
-        let subscriptions = [
-            // Availability first: its retained `offline` should arrive before
-            // a dead worker's retained heartbeat.
-            (self.topics.all_availability(), QoS::AtMostOnce),
-            (self.topics.all_heartbeats(), QoS::AtMostOnce),
-            (self.topics.all_job_status(), QoS::AtMostOnce),
-            (self.topics.all_chunk_status(), QoS::AtMostOnce),
-            (self.topics.all_segments(), QoS::AtLeastOnce),
-            (self.topics.jobs_submit(), QoS::AtLeastOnce),
-            (self.topics.all_job_cancel(), QoS::AtLeastOnce),
-            (self.topics.all_worker_stop(), QoS::AtLeastOnce),
-        ];
-        let ha_status = self.core().ha_status_topic();
-        for (topic, qos) in subscriptions
-            .into_iter()
-            .chain(ha_status.map(|t| (t, QoS::AtMostOnce)))
-        {
-            if let Err(e) = self.client.subscribe(&topic, qos).await {
-                tracing::error!(%topic, error = %e, "cannot subscribe");
-            }
-        }
-        if let Err(e) = self
-            .client
-            .publish(
-                self.topics.orchestrator_availability(),
-                QoS::AtLeastOnce,
-                true,
-                ONLINE,
-            )
-            .await
-        {
-            tracing::error!(error = %e, "cannot publish our availability");
-        }
-        // Possibly hundreds of retained statuses: wait for room in the
-        // client's queue rather than drop any.
-        let out = self.core().on_connected(Now::current());
-        for p in out {
-            if let Err(e) = self
-                .client
-                .publish(p.topic.clone(), QoS::AtLeastOnce, p.retain, p.payload)
-                .await
-            {
-                tracing::warn!(topic = %p.topic, error = %e, "not published");
-            }
-        }
-    }
-
-    fn on_message(&self, topic: &str, payload: &[u8], retained: bool) {
-        let now = Now::current();
-        let mut core = self.core();
-        let out = if core.ha_status_topic().as_deref() == Some(topic) {
-            Ok(core.on_ha_status(payload))
-        } else {
-            match self.topics.parse(topic) {
-                Some(Topic::WorkerHeartbeat(id)) => core.on_heartbeat(&id, payload, retained, now),
-                Some(Topic::WorkerAvailability(id)) => core.on_availability(&id, payload, now),
-                Some(Topic::JobStatus(id)) => Ok(core.on_status(&id, payload, now)),
-                Some(Topic::ChunkStatus(id, attempt)) => {
-                    Ok(core.on_chunk_status(&id, &attempt, payload, now))
-                }
-                Some(Topic::WorkerSegments(id)) => Ok(core.on_segments(&id, payload, now)),
-                Some(Topic::JobsSubmit) => Ok(self.on_submit(&mut core, payload, now)),
-                Some(Topic::JobCancel(id)) => Ok(self.on_cancel(&mut core, &id, now)),
-                Some(Topic::WorkerStop(id)) => Ok(core.cancel_on(&id, now)),
-                _ => {
-                    tracing::debug!(%topic, "message on a topic we do not handle");
-                    return;
-                }
-            }
-        };
-        // Still under the lock: see `tick`.
-        match out {
-            Ok(out) => self.send(out),
-            Err(e) => tracing::warn!(%topic, "{e}"),
-        }
-    }
-
-    /// A job request on `transcode/jobs/submit`.
-    fn on_submit(&self, core: &mut Core, payload: &[u8], now: Now) -> Vec<Publish> {
-        let outcome = wire::decode::<JobRequest>(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|req| core.submit(req, now).map_err(|e| e.to_string()));
-        match outcome {
-            Ok((job, out)) => {
-                tracing::info!(job_id = %job.job_id, "job submitted over MQTT");
-                out
-            }
-            Err(e) => {
-                let reason = format!("invalid job request on {}: {e}", self.topics.jobs_submit());
-                match wire::job_id_of(payload) {
-                    Some(job_id) => {
-                        tracing::warn!(%job_id, "{reason}");
-                        core.reject(job_id, reason, now)
-                    }
-                    None => {
-                        tracing::warn!("{reason} (no job id to answer on)");
-                        Vec::new()
-                    }
-                }
-            }
-        }
-    }
-
-    /// Anything on `transcode/jobs/{id}/cancel`.
-    fn on_cancel(&self, core: &mut Core, id: &str, now: Now) -> Vec<Publish> {
-        let Ok(job_id) = uuid::Uuid::parse_str(id) else {
-            tracing::warn!(
-                job_id = id,
-                "cancel request for something that is not a job id"
-            );
-            return Vec::new();
-        };
-        match core.cancel(job_id, now) {
-            Ok((_, out)) => out,
-            Err(e) => {
-                tracing::warn!(%job_id, "cancel request over MQTT: {e}");
-                Vec::new()
-            }
-        }
-    }
 }

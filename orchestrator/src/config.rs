@@ -15,6 +15,7 @@ pub struct OrchestratorConfig {
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub scheduler: SchedulerConfig,
+    pub registry: RegistryConfig,
     pub state: StateConfig,
     pub homeassistant: HomeAssistantConfig,
     pub media: MediaConfig,
@@ -105,6 +106,31 @@ pub struct SchedulerConfig {
     /// Most jobs that may wait in the queue; more are refused (`429`).
     pub max_queued_jobs: usize,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryConfig {
+    /// A worker offline this long is forgotten: its retained topics are
+    /// cleared and Home Assistant removes its device.
+    pub forget_after_s: u64,
+    /// The longest heartbeat interval a worker may ask for: its own
+    /// interval stretches its timeout to three intervals, up to three of
+    /// this, whatever its heartbeat claims.
+    pub max_heartbeat_interval_s: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            forget_after_s: 7 * 24 * 3600,
+            max_heartbeat_interval_s: 3600,
+        }
+    }
+}
+
+/// The longest `state.retention_s` (a year): finished jobs are not kept
+/// forever.
+pub const MAX_RETENTION_S: u64 = 365 * 24 * 3600;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -364,10 +390,22 @@ impl Validate for OrchestratorConfig {
                 "must be at least 1",
             ));
         }
-        if self.state.retention_s == 0 {
+        if !(1..=MAX_RETENTION_S).contains(&self.state.retention_s) {
             return Err(ConfigError::invalid(
                 "state.retention_s",
+                format!("must be between 1 second and a year ({MAX_RETENTION_S} s)"),
+            ));
+        }
+        if self.registry.forget_after_s == 0 {
+            return Err(ConfigError::invalid(
+                "registry.forget_after_s",
                 "must be at least 1 second",
+            ));
+        }
+        if !(1..=86_400).contains(&self.registry.max_heartbeat_interval_s) {
+            return Err(ConfigError::invalid(
+                "registry.max_heartbeat_interval_s",
+                "must be between 1 and 86400 seconds",
             ));
         }
         if self.state.dir.as_os_str().is_empty() {

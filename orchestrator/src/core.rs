@@ -47,6 +47,10 @@ pub struct CoreSettings {
     pub retention: Duration,
     /// Most jobs that may wait in the queue; more are refused.
     pub max_queued: usize,
+    /// The longest heartbeat interval a worker's timeout counts.
+    pub max_heartbeat_interval: Duration,
+    /// An offline worker unheard of this long is forgotten.
+    pub forget_after: Duration,
 }
 
 /// The moment an event happens, on both clocks the core needs.
@@ -57,10 +61,20 @@ pub struct Now {
 }
 
 impl Now {
+    /// Now on both clocks. `ms` is the wall clock as it was when the
+    /// process started, plus the monotonic time since: every deadline the
+    /// core keeps in milliseconds (stalls, assignments, settling, retention)
+    /// is immune to a step of the wall clock (a board without a real-time
+    /// clock that syncs NTP after the orchestrator started), and the
+    /// timestamps it writes still read as dates.
     pub fn current() -> Now {
+        static START: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+        let (started, wall) = *START.get_or_init(|| (Instant::now(), transcode_common::unix_ms()));
+        let instant = Instant::now();
+        let since = instant.saturating_duration_since(started).as_millis() as u64;
         Now {
-            instant: Instant::now(),
-            ms: transcode_common::unix_ms(),
+            instant,
+            ms: wall.saturating_add(since),
         }
     }
 }
@@ -78,6 +92,9 @@ pub enum JobError {
     /// Too many jobs wait already: try again later.
     #[error("{0}")]
     Full(String),
+    /// The store cannot be written now: nothing changed, try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One worker as `GET /api/workers` shows it, with the jobs we gave it.
@@ -140,6 +157,15 @@ pub struct Core {
     viewed: HashMap<Uuid, (Instant, Option<Instant>)>,
     /// The media library whose files workers may read over HTTP.
     media: Option<Arc<Media>>,
+    /// What the event being handled changed (see `txn`).
+    pending: txn::Pending,
+    /// Running jobs whose progress changed since the last tick.
+    progress_dirty: HashSet<Uuid>,
+    /// Why the store cannot be written, while it cannot: nothing is taken
+    /// or dispatched.
+    store_fault: Option<String>,
+    /// The store came back: what was heard meanwhile must be heard again.
+    resync: bool,
 }
 
 impl Core {
@@ -179,7 +205,11 @@ impl Core {
                 requeues: 0,
                 finished: HashMap::new(),
             },
-            registry: Registry::new(settings.heartbeat_timeout),
+            registry: Registry::new(
+                settings.heartbeat_timeout,
+                settings.max_heartbeat_interval,
+                settings.forget_after,
+            ),
             jobs,
             store,
             topics,
@@ -192,6 +222,10 @@ impl Core {
             mesh_status_at: HashMap::new(),
             viewed: HashMap::new(),
             media: None,
+            pending: txn::Pending::default(),
+            progress_dirty: HashSet::new(),
+            store_fault: None,
+            resync: false,
         })
     }
 
@@ -205,18 +239,6 @@ impl Core {
                     .observe(end.saturating_sub(start) as f64 / 1000.0);
             }
         }
-    }
-
-    fn save(&mut self, job: Job) -> Result<(), JobError> {
-        let result = self
-            .store
-            .put(&job)
-            .map_err(|e| JobError::Store(e.to_string()));
-        if let Err(e) = &result {
-            tracing::error!(job_id = %job.job_id, "{e}");
-        }
-        self.jobs.insert(job.job_id, job);
-        result
     }
 
     fn status_publish(&self, job: &Job, now: Now) -> Publish {
@@ -280,6 +302,7 @@ impl Core {
         // Segment reports sent while we were away are lost: the workers
         // running jobs send their inventories again.
         out.extend(self.ask_inventories());
+        out.extend(self.unacknowledged_assignments(None));
         out
     }
 
@@ -353,6 +376,14 @@ impl Core {
     /// A new job from HTTP or MQTT. Re-submitting the same request with the
     /// same id answers the existing job.
     pub fn submit(&mut self, req: JobRequest, now: Now) -> Result<(Job, Vec<Publish>), JobError> {
+        self.atomically(|core| core.take_submission(req, now))
+    }
+
+    fn take_submission(
+        &mut self,
+        req: JobRequest,
+        now: Now,
+    ) -> Result<(Job, Vec<Publish>), JobError> {
         req.validate().map_err(JobError::Invalid)?;
         let job_id = req.job_id.unwrap_or_else(Uuid::new_v4);
         if let Some(existing) = self.jobs.get(&job_id) {
@@ -375,11 +406,12 @@ impl Core {
             )));
         }
         self.check_source(&req.source_path)?;
+        self.refuse_while_faulty()?;
         self.rejected.retain(|(id, _)| *id != job_id);
         let job = Job::from_request(&req, job_id, self.next_seq, now.ms);
         self.next_seq += 1;
         self.metrics.submitted += 1;
-        self.save(job.clone())?;
+        self.save(job.clone());
         tracing::info!(%job_id, source = %job.source_path, "job queued");
         let mut out = vec![self.status_publish(&job, now)];
         out.extend(self.dispatch(now));
@@ -388,14 +420,16 @@ impl Core {
     }
 
     /// An unusable submission on MQTT that carried a job id: answered with a
-    /// `failed` status, cleared after the retention time.
-    pub fn reject(&mut self, job_id: Uuid, error: String, now: Now) -> Vec<Publish> {
+    /// `failed` status, cleared after the retention time. `later`: nothing
+    /// was wrong with it (the store could not be written), so it names no
+    /// kind of error and the same request may be sent again.
+    pub fn reject(&mut self, job_id: Uuid, error: String, later: bool, now: Now) -> Vec<Publish> {
         if self.jobs.contains_key(&job_id) {
             return Vec::new();
         }
         let mut status = JobStatus::new(job_id, JobState::Failed);
         status.error = Some(error);
-        status.error_kind = Some(ErrorKind::Input);
+        status.error_kind = (!later).then_some(ErrorKind::Input);
         status.timestamp = Some(now.ms);
         self.rejected.retain(|(id, _)| *id != job_id);
         self.rejected.push_back((job_id, now.ms));
@@ -411,6 +445,10 @@ impl Core {
 
     /// Cancels a job wherever it is.
     pub fn cancel(&mut self, job_id: Uuid, now: Now) -> Result<(Job, Vec<Publish>), JobError> {
+        self.atomically(|core| core.take_cancel(job_id, now))
+    }
+
+    fn take_cancel(&mut self, job_id: Uuid, now: Now) -> Result<(Job, Vec<Publish>), JobError> {
         let mut job = self
             .jobs
             .get(&job_id)
@@ -446,17 +484,21 @@ impl Core {
         job.updated_at = now.ms;
         tracing::info!(%job_id, "job cancelled");
         self.count_final(&job);
-        let saved = self.save(job.clone());
+        self.save(job.clone());
         out.push(self.status_publish(&job, now));
         out.extend(self.delete_outputs(job_id));
         out.extend(self.dispatch(now));
-        saved.map(|_| (job, out))
+        Ok((job, out))
     }
 
     // ----- what workers say ----------------------------------------------
 
     /// A message on `.../jobs/{job_id}/status`.
     pub fn on_status(&mut self, topic_job_id: &str, payload: &[u8], now: Now) -> Vec<Publish> {
+        self.atomically(|core| core.take_status(topic_job_id, payload, now))
+    }
+
+    fn take_status(&mut self, topic_job_id: &str, payload: &[u8], now: Now) -> Vec<Publish> {
         if payload.is_empty() {
             return Vec::new(); // a cleared topic
         }
@@ -464,7 +506,10 @@ impl Core {
             tracing::debug!(topic_job_id, "status on a topic that names no job id");
             return Vec::new();
         };
-        let status: JobStatus = match wire::decode(payload) {
+        let status: JobStatus = match wire::decode(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|s: JobStatus| s.validate().map(|_| s))
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(%job_id, "job status ignored: {e}");
@@ -551,9 +596,9 @@ impl Core {
                     tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, "job processing");
                 }
                 if became || resume_moved {
-                    let _ = self.save(job);
+                    self.save(job);
                 } else {
-                    self.jobs.insert(job_id, job);
+                    self.touch(job);
                 }
             }
             JobState::Completed => {
@@ -598,7 +643,7 @@ impl Core {
                 job.finished_at = Some(now.ms);
                 tracing::info!(%job_id, worker_id = %worker, "job cancelled on the worker");
                 self.count_final(&job);
-                let _ = self.save(job);
+                self.save(job);
                 out.extend(self.dispatch(now));
             }
             JobState::Failed => {
@@ -615,13 +660,15 @@ impl Core {
                         job.finished_at = Some(now.ms);
                         tracing::warn!(%job_id, worker_id = %worker, "job failed (input, no retry): {error}");
                         self.count_final(&job);
-                        let _ = self.save(job.clone());
+                        self.save(job.clone());
                         out.push(self.status_publish(&job, now));
                     }
                     Some(ErrorKind::Busy) => {
                         job.refused_by = Some(worker.clone());
                         out.extend(self.requeue(job, error, false, now));
                     }
+                    // Handed back by a worker that was stopped: no failure.
+                    Some(ErrorKind::Shutdown) => out.extend(self.requeue(job, error, false, now)),
                     _ => out.extend(self.requeue(job, error, true, now)),
                 }
                 out.extend(self.dispatch(now));
@@ -633,6 +680,16 @@ impl Core {
 
     /// A message on `.../workers/{id}/heartbeat`.
     pub fn on_heartbeat(
+        &mut self,
+        worker_id: &str,
+        payload: &[u8],
+        retained: bool,
+        now: Now,
+    ) -> Result<Vec<Publish>, String> {
+        self.atomically(|core| core.take_heartbeat(worker_id, payload, retained, now))
+    }
+
+    fn take_heartbeat(
         &mut self,
         worker_id: &str,
         payload: &[u8],
@@ -661,6 +718,7 @@ impl Core {
             }
         }
         if transition == Some(Transition::Online) {
+            out.extend(self.unacknowledged_assignments(Some(worker_id)));
             out.extend(self.dispatch(now));
         }
         Ok(out)
@@ -673,13 +731,26 @@ impl Core {
         payload: &[u8],
         now: Now,
     ) -> Result<Vec<Publish>, String> {
+        self.atomically(|core| core.take_availability(worker_id, payload, now))
+    }
+
+    fn take_availability(
+        &mut self,
+        worker_id: &str,
+        payload: &[u8],
+        now: Now,
+    ) -> Result<Vec<Publish>, String> {
         let transition = self
             .registry
             .on_availability(worker_id, payload, now.instant, now.ms)?;
         log_transition(worker_id, &transition);
         Ok(match transition {
             Some(Transition::Offline(_)) => self.tick(now),
-            Some(Transition::Online) => self.dispatch(now),
+            Some(Transition::Online) => {
+                let mut out = self.unacknowledged_assignments(Some(worker_id));
+                out.extend(self.dispatch(now));
+                out
+            }
             None => Vec::new(),
         })
     }
@@ -724,6 +795,13 @@ impl Core {
             (Some(hb_ts), Some(since)) => hb_ts > since.saturating_add(2_000),
             _ => false,
         };
+        // A run the worker says it ended: its final status is on its way
+        // (on another topic, and maybe behind this heartbeat).
+        let ended = |job_id: Uuid, attempt: u32| {
+            hb.finished_runs
+                .iter()
+                .any(|r| r.job_id == job_id && r.attempt == attempt)
+        };
         let unlisted: Vec<Uuid> = self
             .jobs
             .values()
@@ -734,6 +812,7 @@ impl Core {
                         c.state == JobState::Processing
                             && c.worker_id == worker_id
                             && late(c.processing_since)
+                            && !ended(j.job_id, c.attempt)
                     });
                 }
                 j.state == JobState::Processing
@@ -741,6 +820,7 @@ impl Core {
                     && j.settling_since.is_none()
                     && j.worker_id.as_deref() == Some(worker_id)
                     && late(j.processing_since)
+                    && !ended(j.job_id, j.attempt)
             })
             .map(|j| j.job_id)
             .collect();
@@ -809,9 +889,18 @@ impl Core {
 
     /// Worker timeouts, lost and stalled runs, dispatch, pruning.
     pub fn tick(&mut self, now: Now) -> Vec<Publish> {
+        self.try_store();
+        self.atomically(|core| core.take_tick(now))
+    }
+
+    fn take_tick(&mut self, now: Now) -> Vec<Publish> {
+        self.stage_progress();
         let mut out = Vec::new();
         for (worker_id, transition) in self.registry.sweep(now.instant) {
             log_transition(&worker_id, &Some(transition));
+        }
+        for worker_id in self.registry.forget(now.instant, now.ms) {
+            out.extend(self.forget_worker(&worker_id));
         }
         let up_for = now.instant.saturating_duration_since(self.booted);
         let boot_grace_over = up_for >= self.settings.heartbeat_timeout;
@@ -898,6 +987,30 @@ impl Core {
         out
     }
 
+    /// A worker offline for `registry.forget_after_s`: its retained topics
+    /// are cleared and Home Assistant is told to remove its device.
+    fn forget_worker(&mut self, worker_id: &str) -> Vec<Publish> {
+        tracing::info!(
+            worker_id,
+            "worker {worker_id} forgotten: offline for longer than registry.forget_after_s"
+        );
+        self.announced.remove(worker_id);
+        let clear = |topic: String| Publish {
+            topic,
+            payload: Vec::new(),
+            retain: true,
+        };
+        let mut out = vec![
+            clear(self.topics.worker_heartbeat(worker_id)),
+            clear(self.topics.worker_availability(worker_id)),
+            clear(self.topics.worker_job(worker_id)),
+        ];
+        if let Some(ha) = &self.ha {
+            out.push(Self::config_publish(ha.remove_worker(worker_id)));
+        }
+        out
+    }
+
     /// The retained counters for dashboards, when they changed (or always).
     fn stats(&mut self, always: bool) -> Option<Publish> {
         let count = |f: &dyn Fn(&Job) -> bool| self.jobs.values().filter(|j| f(j)).count();
@@ -943,7 +1056,7 @@ impl Core {
             job.stream_url = None;
             tracing::warn!(job_id = %job.job_id, priority = job.priority(), "job requeued: {reason}");
         }
-        let _ = self.save(job.clone());
+        self.save(job.clone());
         vec![self.status_publish(&job, now)]
     }
 
@@ -952,6 +1065,10 @@ impl Core {
     /// A split job takes every free worker it can give a chunk, in its turn,
     /// while it runs too.
     fn dispatch(&mut self, now: Now) -> Vec<Publish> {
+        if self.store_fault.is_some() {
+            // Nothing is given out that could not be written down.
+            return Vec::new();
+        }
         let mut queued: Vec<(u64, Uuid)> = self
             .jobs
             .values()
@@ -1036,9 +1153,7 @@ impl Core {
                 let mut assignment = job.assignment();
                 self.attach_source(&mut assignment);
                 tracing::info!(%job_id, worker_id = %worker, attempt = job.attempt, first_segment = job.run_from, end_segment = ?job.run_to, "job assigned");
-                if self.save(job.clone()).is_err() {
-                    break 'jobs;
-                }
+                self.save(job.clone());
                 out.push(Publish {
                     topic: self.topics.worker_jobs(&worker),
                     payload: wire::encode(&assignment),
@@ -1102,12 +1217,8 @@ impl Core {
             .collect();
         let mut out = Vec::new();
         for job_id in old {
-            if let Err(e) = self.store.remove(job_id) {
-                tracing::error!(%job_id, "cannot prune: {e}");
-                continue;
-            }
             out.extend(self.delete_outputs(job_id));
-            if let Some(job) = self.jobs.remove(&job_id).filter(|j| j.is_mesh_mode) {
+            if let Some(job) = self.remove_job(job_id).filter(|j| j.is_mesh_mode) {
                 // Every attempt of a split job was a chunk with its topic.
                 for attempt in 1..=job.attempt {
                     out.push(Publish {
@@ -1119,7 +1230,6 @@ impl Core {
                     });
                 }
             }
-            self.segments.remove(&job_id);
             self.viewed.remove(&job_id);
             self.mesh_status_at.remove(&job_id);
             tracing::info!(%job_id, "finished job pruned after state.retention_s");
@@ -1180,6 +1290,10 @@ impl Core {
     /// Cancels every job that runs on `worker` (Home Assistant's cancel
     /// button asks for it on the worker's stop topic).
     pub fn cancel_on(&mut self, worker: &str, now: Now) -> Vec<Publish> {
+        self.atomically(|core| core.take_cancel_on(worker, now))
+    }
+
+    fn take_cancel_on(&mut self, worker: &str, now: Now) -> Vec<Publish> {
         let ids: Vec<Uuid> = self
             .jobs
             .values()
@@ -1304,9 +1418,11 @@ fn log_transition(worker_id: &str, transition: &Option<Transition>) {
 }
 
 mod mesh;
+mod orders;
 mod sources;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 pub use stream::{PlaylistAnswer, SegmentAnswer};

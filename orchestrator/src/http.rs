@@ -31,9 +31,10 @@ use warp::reply::Reply;
 use warp::Filter;
 
 use crate::access::Access;
-use crate::core::{Core, JobError, Now, PlaylistAnswer, Publish, SegmentAnswer};
+use crate::core::{Core, JobError, Now, PlaylistAnswer, SegmentAnswer};
 use crate::media::listing::Durations;
 use crate::media::Media;
+use crate::runner::Runner;
 use crate::segments;
 
 mod media;
@@ -42,9 +43,9 @@ mod media;
 #[derive(Clone)]
 pub struct ApiState {
     pub core: Arc<Mutex<Core>>,
-    /// Sends what the core asks to publish; never waits (it is called with
-    /// the core locked).
-    pub publish: Arc<dyn Fn(Vec<Publish>) + Send + Sync>,
+    /// Runs the events that change jobs (submit, cancel) on the core's
+    /// thread; what they publish leaves from there.
+    pub runner: Runner,
     /// The media library, when `media.root` is set.
     pub media: Option<Arc<Media>>,
     /// The lengths of its videos, for listings.
@@ -81,6 +82,9 @@ fn job_error(e: JobError) -> warp::reply::Response {
         JobError::Conflict(_) => StatusCode::CONFLICT,
         JobError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         JobError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
+        JobError::Unavailable(_) => {
+            return retry_later_with(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), 5)
+        }
     };
     error(status, e.to_string())
 }
@@ -108,11 +112,11 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::body::content_length_limit(MAX_PAYLOAD_BYTES as u64))
         .and(warp::body::bytes())
         .and(with_state.clone())
-        .map(
+        .then(
             |kind: Option<String>,
              client: Option<std::net::SocketAddr>,
              body: Bytes,
-             s: ApiState| { submit(kind.as_deref(), client, &body, &s) },
+             s: ApiState| async move { submit(kind.as_deref(), client, &body, &s).await },
         );
 
     let list = warp::path!("api" / "jobs")
@@ -139,18 +143,21 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::delete())
         .and(auth.clone())
         .and(with_state.clone())
-        .map(|raw: String, s: ApiState| {
+        .then(|raw: String, s: ApiState| async move {
             let Ok(id) = Uuid::try_parse(&raw) else {
                 return not_a_job_id(&raw);
             };
-            // Published under the lock, so it cannot cross a dispatch.
-            let mut core = s.core();
-            match core.cancel(id, Now::current()) {
-                Ok((job, out)) => {
-                    (s.publish)(out);
-                    warp::reply::json(&job).into_response()
-                }
-                Err(e) => job_error(e),
+            let cancelled = s
+                .runner
+                .ask(move |core| match core.cancel(id, Now::current()) {
+                    Ok((job, out)) => (Ok(job), out),
+                    Err(e) => (Err(e), Vec::new()),
+                })
+                .await;
+            match cancelled {
+                Some(Ok(job)) => warp::reply::json(&job).into_response(),
+                Some(Err(e)) => job_error(e),
+                None => stopping(),
             }
         });
 
@@ -303,8 +310,21 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::get())
         .and(with_state)
         .map(|s: ApiState| {
-            let online = s.core().online_count();
-            warp::reply::json(&json!({"status": "ok", "workers_online": online})).into_response()
+            let core = s.core();
+            let online = core.online_count();
+            match core.store_fault() {
+                None => warp::reply::json(&json!({"status": "ok", "workers_online": online}))
+                    .into_response(),
+                Some(why) => warp::reply::with_status(
+                    warp::reply::json(&json!({
+                        "status": "unavailable",
+                        "workers_online": online,
+                        "store": format!("the job store cannot be written: {why}; no job is taken or dispatched until it can"),
+                    })),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                )
+                .into_response(),
+            }
         });
 
     submit
@@ -486,7 +506,16 @@ fn is_json(content_type: Option<&str>) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn submit(
+/// The answer while the process shuts down (the core's thread is gone).
+fn stopping() -> warp::reply::Response {
+    retry_later_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the orchestrator is shutting down; try again when it is back".into(),
+        5,
+    )
+}
+
+async fn submit(
     content_type: Option<&str>,
     client: Option<std::net::SocketAddr>,
     body: &[u8],
@@ -526,17 +555,22 @@ fn submit(
             return error(StatusCode::BAD_REQUEST, format!("invalid job request: {e}"));
         }
     };
-    // Published under the lock, so it cannot cross a dispatch.
-    let mut core = s.core();
-    match core.submit(req, Now::current()) {
-        Ok((job, out)) => {
-            (s.publish)(out);
+    let submitted = s
+        .runner
+        .ask(move |core| match core.submit(req, Now::current()) {
+            Ok((job, out)) => (Ok(job), out),
+            Err(e) => (Err(e), Vec::new()),
+        })
+        .await;
+    match submitted {
+        Some(Ok(job)) => {
             warp::reply::with_status(warp::reply::json(&job), StatusCode::ACCEPTED).into_response()
         }
-        Err(JobError::Invalid(e)) => {
+        Some(Err(JobError::Invalid(e))) => {
             error(StatusCode::BAD_REQUEST, format!("invalid job request: {e}"))
         }
-        Err(e) => job_error(e),
+        Some(Err(e)) => job_error(e),
+        None => stopping(),
     }
 }
 

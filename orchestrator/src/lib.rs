@@ -15,6 +15,7 @@
 //!   login may publish and subscribe to there.
 //! - [`ctl`]: what `transcodectl` prints.
 //! - [`http`]: the warp API (`/api/workers`, `/healthz`).
+//! - [`runner`]: the thread the core's events run on, and the publisher.
 //! - [`app`]: the process that ties them together ([`app::run`]).
 
 pub mod access;
@@ -30,6 +31,7 @@ pub mod job;
 pub mod logins;
 pub mod media;
 pub mod registry;
+pub mod runner;
 pub mod scheduler;
 pub mod secrets;
 pub mod segments;

@@ -33,6 +33,8 @@ struct Entry {
     heard_live: bool,
     /// Unix ms of the last message from the worker, for people.
     last_seen_ms: Option<u64>,
+    /// When the last message from the worker arrived (our clock).
+    heard_at: Instant,
     /// What we last reported, to detect transitions.
     online: bool,
 }
@@ -60,27 +62,67 @@ pub struct WorkerView {
 pub struct Registry {
     workers: BTreeMap<String, Entry>,
     timeout: Duration,
+    /// The longest heartbeat interval a worker's own timeout counts.
+    max_interval: Duration,
+    /// An offline worker unheard of this long is forgotten.
+    forget_after: Duration,
 }
 
 impl Registry {
-    pub fn new(timeout: Duration) -> Registry {
+    pub fn new(timeout: Duration, max_interval: Duration, forget_after: Duration) -> Registry {
         Registry {
             workers: BTreeMap::new(),
             timeout,
+            max_interval,
+            forget_after,
         }
     }
 
+    /// Three of the worker's own heartbeat intervals (an interval counts up
+    /// to `registry.max_heartbeat_interval_s`), at least the configured
+    /// timeout: whatever interval a heartbeat claims, a silent worker goes
+    /// offline within that bound.
     fn timeout_for(&self, entry: &Entry) -> Duration {
         let own = entry
             .heartbeat
             .as_ref()
             .and_then(|h| h.interval_s)
-            .map(|s| Duration::from_secs(s.saturating_mul(3)))
+            .map(|s| {
+                Duration::from_secs(s)
+                    .min(self.max_interval)
+                    .saturating_mul(3)
+            })
             .unwrap_or_default();
         self.timeout.max(own)
     }
 
-    fn entry(&mut self, worker_id: &str) -> Result<&mut Entry, String> {
+    /// Offline workers unheard of for `registry.forget_after_s` (by our
+    /// clock, or by the time in a replayed heartbeat of theirs): they leave
+    /// the registry, and their ids are returned so their retained topics
+    /// can be cleared.
+    pub fn forget(&mut self, now: Instant, now_ms: u64) -> Vec<String> {
+        let after = self.forget_after;
+        let after_ms = after.as_millis() as u64;
+        let gone: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, e)| !e.online)
+            .filter(|(_, e)| {
+                now.saturating_duration_since(e.heard_at) >= after
+                    || e.heartbeat
+                        .as_ref()
+                        .and_then(|h| h.timestamp)
+                        .is_some_and(|t| t.saturating_add(after_ms) <= now_ms)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.workers.remove(id);
+        }
+        gone
+    }
+
+    fn entry(&mut self, worker_id: &str, now: Instant) -> Result<&mut Entry, String> {
         if !self.workers.contains_key(worker_id) && self.workers.len() >= MAX_WORKERS {
             return Err(format!(
                 "worker {worker_id} ignored: already tracking {MAX_WORKERS} workers"
@@ -95,6 +137,7 @@ impl Registry {
                 heartbeat_at: None,
                 heard_live: false,
                 last_seen_ms: None,
+                heard_at: now,
                 online: false,
             }))
     }
@@ -127,9 +170,10 @@ impl Registry {
                 hb.worker_id
             ));
         }
-        let entry = self.entry(worker_id)?;
+        let entry = self.entry(worker_id, now)?;
         entry.heartbeat = Some(hb);
         entry.heartbeat_at = Some(now);
+        entry.heard_at = now;
         entry.last_seen_ms = Some(now_ms);
         if !retained {
             // A live heartbeat proves the worker is there, whatever an older
@@ -161,8 +205,9 @@ impl Registry {
             ))
             }
         };
-        let entry = self.entry(worker_id)?;
+        let entry = self.entry(worker_id, now)?;
         entry.availability = availability;
+        entry.heard_at = now;
         entry.last_seen_ms = Some(now_ms);
         Ok(self.update(worker_id, now))
     }
@@ -333,7 +378,11 @@ mod tests {
             ),
         ];
         for (name, steps, want_online) in cases {
-            let mut r = Registry::new(Duration::from_secs(10));
+            let mut r = Registry::new(
+                Duration::from_secs(10),
+                Duration::from_secs(3600),
+                Duration::from_secs(7 * 24 * 3600),
+            );
             let mut now = Instant::now();
             for step in steps {
                 match step {
@@ -357,13 +406,59 @@ mod tests {
 
     #[test]
     fn slow_heartbeats_get_three_intervals() {
-        let mut r = Registry::new(Duration::from_secs(10));
+        let mut r = Registry::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3600),
+            Duration::from_secs(7 * 24 * 3600),
+        );
         let now = Instant::now();
         r.on_heartbeat("w", &hb("w", 60), false, now, 1).unwrap();
         assert!(r.sweep(now + Duration::from_secs(170)).is_empty());
         let gone = r.sweep(now + Duration::from_secs(181));
         assert_eq!(gone.len(), 1);
         assert!(matches!(&gone[0].1, Transition::Offline(why) if why.contains("no heartbeat")));
+    }
+
+    #[test]
+    fn a_heartbeat_interval_counts_only_up_to_the_bound() {
+        let mut r = Registry::new(
+            Duration::from_secs(10),
+            Duration::from_secs(20),
+            Duration::from_secs(3600),
+        );
+        let now = Instant::now();
+        r.on_heartbeat("w", &hb("w", 1_000_000_000_000), false, now, 1)
+            .unwrap();
+        assert!(r.sweep(now + Duration::from_secs(59)).is_empty());
+        assert_eq!(r.sweep(now + Duration::from_secs(61)).len(), 1);
+    }
+
+    #[test]
+    fn offline_workers_are_forgotten_after_a_while() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let mut r = Registry::new(Duration::from_secs(10), Duration::from_secs(3600), week);
+        let now = Instant::now();
+        let now_ms = 1_800_000_000_000u64;
+        r.on_heartbeat("live", &hb("live", 2), false, now, now_ms)
+            .unwrap();
+        r.on_heartbeat("dead", &hb("dead", 2), false, now, now_ms)
+            .unwrap();
+        r.on_availability("dead", b"offline", now, now_ms).unwrap();
+        // A replayed heartbeat made two weeks ago, of a worker offline since.
+        let old = format!(
+            r#"{{"worker_id":"old","ip_address":"10.0.0.3","port":8080,"os":"linux","hw_accel":[],"status":"idle","cpu_usage":3,"timestamp":{}}}"#,
+            now_ms - 2 * week.as_millis() as u64
+        );
+        r.on_heartbeat("old", old.as_bytes(), true, now, now_ms)
+            .unwrap();
+        assert_eq!(r.forget(now, now_ms), ["old"]);
+        let later = now + week;
+        // Heard of within the week: the live one is online and stays.
+        r.on_heartbeat("live", &hb("live", 2), false, later, now_ms)
+            .unwrap();
+        r.sweep(later);
+        assert_eq!(r.forget(later, now_ms), ["dead"]);
+        assert_eq!(r.snapshot().len(), 1);
     }
 
     #[test]
@@ -379,7 +474,11 @@ mod tests {
             ("w+", hb("w+", 2), "bad worker id"),
         ];
         for (topic_id, payload, needle) in cases {
-            let mut r = Registry::new(Duration::from_secs(10));
+            let mut r = Registry::new(
+                Duration::from_secs(10),
+                Duration::from_secs(3600),
+                Duration::from_secs(7 * 24 * 3600),
+            );
             r.on_heartbeat("w", &hb("w", 2), false, now, 1).unwrap();
             let before = r.snapshot();
             let err = r
@@ -388,14 +487,22 @@ mod tests {
             assert!(err.contains(needle), "{err}");
             assert_eq!(r.snapshot(), before, "{needle}");
         }
-        let mut r = Registry::new(Duration::from_secs(10));
+        let mut r = Registry::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3600),
+            Duration::from_secs(7 * 24 * 3600),
+        );
         assert!(r.on_availability("w", b"maybe", now, 1).is_err());
         assert!(r.snapshot().is_empty());
     }
 
     #[test]
     fn transitions_are_reported_once() {
-        let mut r = Registry::new(Duration::from_secs(10));
+        let mut r = Registry::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3600),
+            Duration::from_secs(7 * 24 * 3600),
+        );
         let now = Instant::now();
         assert_eq!(
             r.on_heartbeat("w", &hb("w", 2), false, now, 1),

@@ -98,6 +98,7 @@ mod tests {
             encoders: encoders.iter().map(|s| s.to_string()).collect(),
             weight: Some(weight),
             interval_s: Some(15),
+            finished_runs: Vec::new(),
             timestamp: None,
         }
     }

@@ -28,9 +28,35 @@ pub struct StoreError {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` only while it is being opened again after an IO error (redb
+    /// takes no write after one until it is reopened).
+    db: Option<Database>,
     path: PathBuf,
+    /// Core tests make writes fail as a full disk does (never in a binary;
+    /// the end-to-end tests fill a real disk).
+    #[cfg(test)]
+    pub(crate) full: std::sync::atomic::AtomicBool,
 }
+
+/// What one event of the core changed, written in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// Jobs to write, whole.
+    pub jobs: Vec<&'a Job>,
+    /// Segments to write: (job, number, segment).
+    pub segments: Vec<(Uuid, u64, &'a Seg)>,
+    /// Jobs to remove, with their segments.
+    pub removed: Vec<Uuid>,
+}
+
+impl Batch<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.segments.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// A tiny table the store writes to find out whether it can write again.
+const PROBE: TableDefinition<&str, u64> = TableDefinition::new("probe");
 
 impl Store {
     /// Opens (or creates) `dir/jobs.redb`. A second orchestrator on the same
@@ -46,17 +72,50 @@ impl Store {
                 "cannot create the folder: {e} (check state.dir and its permissions)"
             ))
         })?;
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => err(
-                "another orchestrator already uses it; stop it or give this one its own state.dir"
-                    .into(),
-            ),
-            other => err(other.to_string()),
-        })?;
-        let store = Store { db, path };
+        let db = Self::open_db(&path)?;
+        let store = Store {
+            db: Some(db),
+            path,
+            #[cfg(test)]
+            full: Default::default(),
+        };
         // Make sure the tables exist, so readers never see them missing.
-        store.write_segments(None, &[], None)?;
+        store.commit(&Batch::default())?;
         Ok(store)
+    }
+
+    fn open_db(path: &Path) -> Result<Database, StoreError> {
+        Database::create(path).map_err(|e| StoreError {
+            path: path.display().to_string(),
+            reason: match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => "another orchestrator already uses it; stop it or give this one its own state.dir".into(),
+                other => other.to_string(),
+            },
+        })
+    }
+
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| self.error("it could not be opened again after a write failed"))
+    }
+
+    /// Whether the store takes writes again after one failed (a full disk
+    /// with room again, a device back): opens the database again (redb
+    /// takes nothing after an IO error until then) and writes a probe.
+    pub fn recover(&mut self) -> Result<(), StoreError> {
+        self.failing()?;
+        // The file lock goes with the old handle, before the new one.
+        self.db = None;
+        self.db = Some(Self::open_db(&self.path)?);
+        let txn = self.db()?.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut probe = txn.open_table(PROBE).map_err(|e| self.error(e))?;
+            probe
+                .insert("written_at", transcode_common::unix_ms())
+                .map_err(|e| self.error(e))?;
+        }
+        txn.commit().map_err(|e| self.error(e))
     }
 
     fn error(&self, reason: impl std::fmt::Display) -> StoreError {
@@ -66,14 +125,59 @@ impl Store {
         }
     }
 
-    fn write(
-        &self,
-        f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<(), redb::StorageError>,
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+    /// Writes a batch in one transaction; durable when this returns, and
+    /// nothing of it written when it fails.
+    /// In core tests: a disk that is full.
+    fn failing(&self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.full.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(self.error("No space left on device (os error 28)"));
+        }
+        Ok(())
+    }
+
+    pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        let jobs = batch
+            .jobs
+            .iter()
+            .map(|j| {
+                serde_json::to_vec(j)
+                    .map(|b| (j.job_id.to_string(), b))
+                    .map_err(|e| self.error(e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let segments = batch
+            .segments
+            .iter()
+            .map(|(job_id, i, s)| {
+                serde_json::to_vec(s)
+                    .map(|b| (segment_key(*job_id, *i), b))
+                    .map_err(|e| self.error(e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.failing()?;
+        let txn = self.db()?.begin_write().map_err(|e| self.error(e))?;
         {
-            let mut table = txn.open_table(JOBS).map_err(|e| self.error(e))?;
-            f(&mut table).map_err(|e| self.error(e))?;
+            let mut job_table = txn.open_table(JOBS).map_err(|e| self.error(e))?;
+            let mut seg_table = txn.open_table(SEGMENTS).map_err(|e| self.error(e))?;
+            for (k, v) in &jobs {
+                job_table
+                    .insert(k.as_str(), v.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            for (k, v) in &segments {
+                seg_table
+                    .insert(k.as_str(), v.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            for job_id in &batch.removed {
+                let key = job_id.to_string();
+                job_table.remove(key.as_str()).map_err(|e| self.error(e))?;
+                let (from, to) = (format!("{job_id}/"), format!("{job_id}0"));
+                seg_table
+                    .retain_in(from.as_str()..to.as_str(), |_, _| false)
+                    .map_err(|e| self.error(e))?;
+            }
         }
         txn.commit().map_err(|e| self.error(e))
     }
@@ -81,7 +185,7 @@ impl Store {
     /// Every stored job. A record that no longer decodes is reported and
     /// skipped, never fatal.
     pub fn load(&self) -> Result<Vec<Job>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let txn = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(JOBS).map_err(|e| self.error(e))?;
         let mut jobs = Vec::new();
         for row in table.iter().map_err(|e| self.error(e))? {
@@ -99,9 +203,10 @@ impl Store {
 
     /// Writes (or overwrites) a job; durable when this returns.
     pub fn put(&self, job: &Job) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(job).map_err(|e| self.error(e))?;
-        let key = job.job_id.to_string();
-        self.write(|t| t.insert(key.as_str(), bytes.as_slice()).map(drop))
+        self.commit(&Batch {
+            jobs: vec![job],
+            ..Batch::default()
+        })
     }
 
     /// Writes segments of a job and, in the same transaction, the job
@@ -112,57 +217,17 @@ impl Store {
         job_id: Uuid,
         segments: &[(u64, &Seg)],
     ) -> Result<(), StoreError> {
-        let rows: Vec<(String, Vec<u8>)> = segments
-            .iter()
-            .map(|(i, s)| {
-                serde_json::to_vec(s)
-                    .map(|b| (segment_key(job_id, *i), b))
-                    .map_err(|e| self.error(e))
-            })
-            .collect::<Result<_, _>>()?;
-        self.write_segments(job, &rows, None)
-    }
-
-    fn write_segments(
-        &self,
-        job: Option<&Job>,
-        rows: &[(String, Vec<u8>)],
-        remove: Option<Uuid>,
-    ) -> Result<(), StoreError> {
-        let job_row = match job {
-            Some(j) => Some((
-                j.job_id.to_string(),
-                serde_json::to_vec(j).map_err(|e| self.error(e))?,
-            )),
-            None => None,
-        };
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        {
-            let mut jobs = txn.open_table(JOBS).map_err(|e| self.error(e))?;
-            let mut segs = txn.open_table(SEGMENTS).map_err(|e| self.error(e))?;
-            if let Some((k, v)) = &job_row {
-                jobs.insert(k.as_str(), v.as_slice())
-                    .map_err(|e| self.error(e))?;
-            }
-            for (k, v) in rows {
-                segs.insert(k.as_str(), v.as_slice())
-                    .map_err(|e| self.error(e))?;
-            }
-            if let Some(job_id) = remove {
-                let key = job_id.to_string();
-                jobs.remove(key.as_str()).map_err(|e| self.error(e))?;
-                let (from, to) = (format!("{job_id}/"), format!("{job_id}0"));
-                segs.retain_in(from.as_str()..to.as_str(), |_, _| false)
-                    .map_err(|e| self.error(e))?;
-            }
-        }
-        txn.commit().map_err(|e| self.error(e))
+        self.commit(&Batch {
+            jobs: job.into_iter().collect(),
+            segments: segments.iter().map(|(i, s)| (job_id, *i, *s)).collect(),
+            removed: Vec::new(),
+        })
     }
 
     /// Every stored segment, by job. Rows that no longer decode are
     /// reported and skipped.
     pub fn load_segments(&self) -> Result<HashMap<Uuid, Segments>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let txn = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(SEGMENTS).map_err(|e| self.error(e))?;
         let mut out: HashMap<Uuid, Segments> = HashMap::new();
         for row in table.iter().map_err(|e| self.error(e))? {
@@ -183,7 +248,10 @@ impl Store {
 
     /// Removes a job and its segments.
     pub fn remove(&self, job_id: Uuid) -> Result<(), StoreError> {
-        self.write_segments(None, &[], Some(job_id))
+        self.commit(&Batch {
+            removed: vec![job_id],
+            ..Batch::default()
+        })
     }
 }
 

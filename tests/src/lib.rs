@@ -536,6 +536,7 @@ pub async fn simulated_worker(id: String, port: u16) {
         weight: None,
         interval_s: Some(15),
         timestamp: Some(transcode_common::unix_ms()),
+        finished_runs: Vec::new(),
     };
     let payload = transcode_common::wire::encode(&heartbeat);
     loop {

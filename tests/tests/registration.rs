@@ -262,6 +262,32 @@ fn one_hundred_fifty_workers_all_appear() {
 }
 
 #[test]
+fn a_heartbeat_that_claims_an_endless_interval_still_goes_offline_within_the_bound() {
+    let mut sys = System::new();
+    // Timeout 1 s; a worker's own interval counts up to 2 s: offline after
+    // at most 6 s of silence, whatever its heartbeat claims.
+    sys.orchestrator_env.extend([
+        env("TRANSCODE_SCHEDULER__HEARTBEAT_TIMEOUT_S", "1"),
+        env("TRANSCODE_REGISTRY__MAX_HEARTBEAT_INTERVAL_S", "2"),
+    ]);
+    let _o = sys.start_orchestrator();
+    let hb = r#"{"worker_id":"sloth","ip_address":"127.0.0.1","port":9,"os":"linux","hw_accel":[],"status":"idle","cpu_usage":1,"interval_s":1000000000000}"#;
+    assert!(mqtt::publish(
+        sys.broker_port,
+        "transcode/workers/sloth/heartbeat",
+        hb.as_bytes(),
+        false
+    ));
+    sys.wait_online("sloth", true, START);
+    let silent = Instant::now();
+    sys.wait_online("sloth", false, Duration::from_secs(15));
+    let after = silent.elapsed();
+    eprintln!("a heartbeat claiming 10^12 s went offline after {after:?}");
+    // Three bounded intervals, not the 1 s timeout and not 3 x 10^12 s.
+    assert!(after >= Duration::from_secs(4), "{after:?}");
+}
+
+#[test]
 fn malformed_heartbeats_are_logged_and_ignored() {
     let sys = System::new();
     let orchestrator = sys.start_orchestrator();

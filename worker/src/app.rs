@@ -257,9 +257,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                     if activity_rx.borrow().active_jobs.is_empty() {
                         jobs.publish_idle();
                     }
-                    // Whatever the orchestrator missed while we were apart.
+                    // Whatever the orchestrator missed while we were apart:
+                    // the last final statuses, and what our folders hold.
                     let jobs = jobs.clone();
-                    tokio::spawn(async move { jobs.publish_inventory().await });
+                    tokio::spawn(async move {
+                        jobs.publish_finals().await;
+                        jobs.publish_inventory().await;
+                    });
                 }
                 Some(SessionEvent::Message(p)) => match topics.parse(&p.topic) {
                     Some(Topic::WorkerJobs(id) | Topic::WorkerCancel(id) | Topic::WorkerOutputs(id))

@@ -1,6 +1,6 @@
 //! What the worker says about itself, built from its parts without any IO.
 
-use transcode_common::wire::{Heartbeat, Os, WorkerStatus};
+use transcode_common::wire::{FinishedRun, Heartbeat, Os, WorkerStatus, MAX_FINISHED_RUNS};
 use uuid::Uuid;
 
 use crate::stats::Sample;
@@ -21,14 +21,28 @@ pub struct Identity {
     pub encoders: Vec<String>,
 }
 
+/// How long a heartbeat recalls a run that ended.
+pub const RECALL_FINISHED_MS: u64 = 10 * 60 * 1000;
+
 /// What the worker is doing now; every change is published at once.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Activity {
     pub active_jobs: Vec<Uuid>,
     pub draining: bool,
+    /// Runs that ended lately, with when (unix ms), newest last.
+    pub finished: Vec<(FinishedRun, u64)>,
 }
 
 impl Activity {
+    /// A run ended with its final status.
+    pub fn finished(&mut self, run: FinishedRun, at_ms: u64) {
+        self.finished
+            .retain(|(r, _)| (r.job_id, r.attempt) != (run.job_id, run.attempt));
+        self.finished.push((run, at_ms));
+        let excess = self.finished.len().saturating_sub(MAX_FINISHED_RUNS);
+        self.finished.drain(..excess);
+    }
+
     pub fn status(&self) -> WorkerStatus {
         if self.draining {
             WorkerStatus::Draining
@@ -60,6 +74,12 @@ pub fn build(identity: &Identity, activity: &Activity, sample: &Sample, now_ms: 
         weight: Some(identity.weight),
         interval_s: Some(identity.interval_s),
         timestamp: Some(now_ms),
+        finished_runs: activity
+            .finished
+            .iter()
+            .filter(|(_, at)| now_ms.saturating_sub(*at) <= RECALL_FINISHED_MS)
+            .map(|(r, _)| *r)
+            .collect(),
     }
 }
 
@@ -76,6 +96,7 @@ mod tests {
                 Activity {
                     active_jobs: vec![job],
                     draining: false,
+                    ..Activity::default()
                 },
                 WorkerStatus::Working,
             ),
@@ -83,6 +104,7 @@ mod tests {
                 Activity {
                     active_jobs: vec![job],
                     draining: true,
+                    ..Activity::default()
                 },
                 WorkerStatus::Draining,
             ),
@@ -90,6 +112,7 @@ mod tests {
                 Activity {
                     active_jobs: vec![],
                     draining: true,
+                    ..Activity::default()
                 },
                 WorkerStatus::Draining,
             ),
@@ -97,6 +120,43 @@ mod tests {
         for (activity, want) in cases {
             assert_eq!(activity.status(), want, "{activity:?}");
         }
+    }
+
+    #[test]
+    fn a_heartbeat_recalls_the_runs_that_ended_lately() {
+        let mut a = Activity::default();
+        let run = |attempt| FinishedRun {
+            job_id: Uuid::nil(),
+            attempt,
+            state: transcode_common::wire::JobState::Completed,
+        };
+        for attempt in 1..=20 {
+            a.finished(run(attempt), 1_000 * attempt as u64);
+        }
+        a.finished(run(20), 50_000);
+        assert_eq!(a.finished.len(), MAX_FINISHED_RUNS);
+        let identity = Identity {
+            worker_id: "w1".into(),
+            advertise_host: "10.0.0.2".into(),
+            port: 8080,
+            hostname: "box".into(),
+            cpu_cores: 8,
+            max_jobs: 2,
+            weight: 1.0,
+            interval_s: 15,
+            hw_accel: vec![],
+            encoders: vec![],
+        };
+        let sample = Sample {
+            cpu_usage: 1.0,
+            memory_total_mb: 1,
+            memory_available_mb: 1,
+        };
+        // Ten minutes after the 12th ended, only those since are recalled.
+        let hb = build(&identity, &a, &sample, 12_000 + RECALL_FINISHED_MS);
+        let recalled: Vec<u32> = hb.finished_runs.iter().map(|r| r.attempt).collect();
+        assert_eq!(recalled, [12, 13, 14, 15, 16, 17, 18, 19, 20]);
+        assert!(hb.validate().is_ok());
     }
 
     #[test]

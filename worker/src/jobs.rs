@@ -12,12 +12,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::AsyncClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use transcode_common::topics::Topics;
-use transcode_common::unix_ms;
 use transcode_common::wire::{self, ErrorKind, JobAssignment, JobState, JobStatus};
 use uuid::Uuid;
 
@@ -85,6 +84,8 @@ struct State {
     results: HashMap<&'static str, u64>,
     /// What the last runs found probing their sources (see `source`).
     probes: source::Probes,
+    /// The last runs' final statuses, sent again after every connection.
+    finals: statuses::Finals,
 }
 
 /// What `/metrics` reports about jobs.
@@ -337,17 +338,6 @@ impl Jobs {
         }
     }
 
-    /// Says on the worker's current-job topic that it runs nothing.
-    pub fn publish_idle(&self) {
-        let payload =
-            serde_json::json!({"state": "idle", "progress": 0, "worker_id": self.worker_id()});
-        let topic = self.inner.topics.worker_job(self.worker_id());
-        let _ = self
-            .inner
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, true, payload.to_string());
-    }
-
     /// Stops every job (each reports that the worker shut down, so it can be
     /// run elsewhere) and waits for them, up to `timeout`.
     pub async fn shutdown(&self, timeout: Duration) {
@@ -373,44 +363,6 @@ impl Jobs {
         let deadline = Instant::now() + timeout;
         while self.state().running.contains_key(&job_id) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Publishes a retained job status, or for a part of a split job
-    /// (`chunk`) the status of that part on its own topic: the job's topic
-    /// is the orchestrator's, which sums up the parts. Final states wait for
-    /// the client's queue; progress never does (FFmpeg's output must keep
-    /// flowing).
-    async fn publish(&self, mut status: JobStatus, attempt: Option<u32>, chunk: bool, wait: bool) {
-        status.worker_id = Some(self.worker_id().to_string());
-        status.attempt = attempt;
-        status.timestamp = Some(unix_ms());
-        let job_id = status.job_id.to_string();
-        let topic = match attempt {
-            Some(a) if chunk => self.inner.topics.chunk_status(&job_id, &a.to_string()),
-            _ => self.inner.topics.job_status(&job_id),
-        };
-        let payload = wire::encode(&status);
-        if status.state == JobState::Processing {
-            // The worker's current job, on one fixed topic for dashboards.
-            let current = self.inner.topics.worker_job(self.worker_id());
-            let _ = self
-                .inner
-                .client
-                .try_publish(current, QoS::AtLeastOnce, true, payload.clone());
-        }
-        let result = if wait {
-            self.inner
-                .client
-                .publish(topic, QoS::AtLeastOnce, true, payload)
-                .await
-        } else {
-            self.inner
-                .client
-                .try_publish(topic, QoS::AtLeastOnce, true, payload)
-        };
-        if let Err(e) = result {
-            tracing::warn!(job_id = %status.job_id, state = status.state.as_str(), error = %e, "job status not sent");
         }
     }
 
@@ -444,8 +396,10 @@ impl Jobs {
             Outcome::Stopped(StopReason::Shutdown, last) => {
                 s = *last;
                 s.state = JobState::Failed;
-                s.error = Some(format!("worker {worker_id} shut down during the job"));
-                s.error_kind = Some(ErrorKind::Worker);
+                s.error = Some(format!(
+                    "worker {worker_id} was stopped during the run and handed it back"
+                ));
+                s.error_kind = Some(ErrorKind::Shutdown);
             }
             Outcome::Stopped(StopReason::Superseded, _) => {
                 // The newer attempt reports for this job.
@@ -736,6 +690,7 @@ impl Jobs {
             job_segments: total.map(|t| {
                 ((t / grid.segment_seconds()).floor().max(1.0) as u64).min(wire::MAX_SEGMENTS)
             }),
+            whole_only: None,
         };
         let mut watch = tokio::time::interval(SEGMENT_POLL);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -806,7 +761,12 @@ impl Jobs {
             Some(t) => t.await.unwrap_or_default(),
             None => Vec::new(),
         };
-        // Whatever FFmpeg finished before it stopped is ours to report.
+        // Whatever FFmpeg finished before it stopped is ours to report; the
+        // segment a stop cut short is not (half a frame of slack: segments
+        // end just under their length).
+        if stopped.is_some() {
+            reporter.whole_only = Some(grid.segment_seconds() - 0.5 / grid.fps());
+        }
         self.report_new_segments(a, &playlist, &mut held, &mut reporter)
             .await;
         if let Some(reason) = stopped {
@@ -888,5 +848,6 @@ fn spawn_ffmpeg(ffmpeg: &str, args: &[String]) -> std::io::Result<Child> {
 
 mod segments;
 mod source;
+mod statuses;
 
 use segments::SegmentReporter;

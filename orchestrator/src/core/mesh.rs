@@ -150,7 +150,7 @@ impl Core {
         self.mesh_sum_up(&mut job, now);
         job.updated_at = now.ms;
         self.mesh_status_at.insert(job.job_id, now.instant);
-        let _ = self.save(job.clone());
+        self.save(job.clone());
         vec![self.status_publish(&job, now)]
     }
 
@@ -223,6 +223,16 @@ impl Core {
         payload: &[u8],
         now: Now,
     ) -> Vec<Publish> {
+        self.atomically(|core| core.take_chunk_status(topic_job_id, topic_attempt, payload, now))
+    }
+
+    fn take_chunk_status(
+        &mut self,
+        topic_job_id: &str,
+        topic_attempt: &str,
+        payload: &[u8],
+        now: Now,
+    ) -> Vec<Publish> {
         if payload.is_empty() {
             return Vec::new(); // a cleared topic
         }
@@ -236,7 +246,10 @@ impl Core {
             );
             return Vec::new();
         };
-        let status: JobStatus = match wire::decode(payload) {
+        let status: JobStatus = match wire::decode(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|s: JobStatus| s.validate().map(|_| s))
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(%job_id, attempt, "chunk status refused: {e}");
@@ -309,10 +322,10 @@ impl Core {
                 if due {
                     self.mesh_status_at.insert(job_id, now.instant);
                     let out = vec![self.status_publish(&job, now)];
-                    self.jobs.insert(job_id, job);
+                    self.touch(job);
                     return out;
                 }
-                self.jobs.insert(job_id, job);
+                self.touch(job);
                 Vec::new()
             }
             JobState::Completed => {
@@ -347,6 +360,7 @@ impl Core {
                         job.refused_by = Some(worker.clone());
                         self.lose_chunk(job, attempt, error, false, now)
                     }
+                    Some(ErrorKind::Shutdown) => self.lose_chunk(job, attempt, error, false, now),
                     _ => self.lose_chunk(job, attempt, error, true, now),
                 };
                 out.extend(self.dispatch(now));
@@ -356,7 +370,7 @@ impl Core {
                 tracing::info!(%job_id, worker_id = %worker, attempt, "a chunk was cancelled on its worker; cancelling the job");
                 c.state = JobState::Cancelled;
                 c.settling_since = None;
-                self.jobs.insert(job_id, job);
+                self.touch(job);
                 self.cancel(job_id, now)
                     .map(|(_, out)| out)
                     .unwrap_or_default()

@@ -111,7 +111,7 @@ impl Core {
             }
             tracing::info!(%job_id, segments = ?job.total_segments, "job completed");
             self.count_final(&job);
-            let _ = self.save(job.clone());
+            self.save(job.clone());
             return vec![self.status_publish(&job, now)];
         }
         let run_end = job.run_to.or(job.total_segments).unwrap_or(job.run_next);
@@ -120,7 +120,7 @@ impl Core {
             .settling_since
             .is_some_and(|t| now.ms >= t.saturating_add(SETTLE_MS));
         if own_missing && !waited {
-            let _ = self.save(job);
+            self.save(job);
             return Vec::new();
         }
         if job.run_next == job.run_from && job.total_segments != Some(job.run_from) {
@@ -146,7 +146,7 @@ impl Core {
         job.note = Some(format!(
             "encoding segments {from} to {to} again: the worker that held them was lost"
         ));
-        let _ = self.save(job.clone());
+        self.save(job.clone());
         vec![self.status_publish(&job, now)]
     }
 
@@ -195,7 +195,7 @@ impl Core {
             job.note = Some(format!(
                 "encoding segments again for a viewer: worker {holder}, which held them, was lost"
             ));
-            let _ = self.save(job.clone());
+            self.save(job.clone());
             out.push(self.status_publish(&job, now));
         }
         out
@@ -203,6 +203,10 @@ impl Core {
 
     /// A message on `.../workers/{worker_id}/segments`.
     pub fn on_segments(&mut self, topic_worker: &str, payload: &[u8], now: Now) -> Vec<Publish> {
+        self.atomically(|core| core.take_segments(topic_worker, payload, now))
+    }
+
+    fn take_segments(&mut self, topic_worker: &str, payload: &[u8], now: Now) -> Vec<Publish> {
         let report = match wire::decode::<SegmentReport>(payload)
             .map_err(|e| e.to_string())
             .and_then(|r| r.validate().map(|_| r))
@@ -262,11 +266,10 @@ impl Core {
             }
             return Vec::new();
         }
-        let mut segs = self.segments.remove(&job_id).unwrap_or_default();
+        let mut segs = self.segments.get(&job_id).cloned().unwrap_or_default();
         if let (false, Some((from, to, next))) = (report.inventory, run) {
             if let Err(e) = segments::check_run_report(&segs, &report.segments, from, to, next) {
                 tracing::warn!(worker_id = %worker, %job_id, "segment report refused: {e}");
-                self.segments.insert(job_id, segs);
                 // A report was lost on the way: the worker's inventory
                 // brings the map up to date.
                 if matches!(e, segments::Refusal::OutOfOrder { .. }) {
@@ -354,16 +357,9 @@ impl Core {
         if job.listed > before && before == 0 {
             tracing::info!(%job_id, worker_id = %worker, "first segment on the playlist");
         }
-        let rows: Vec<(u64, &Seg)> = changed
-            .iter()
-            .filter_map(|i| segs.get(i).map(|s| (*i, s)))
-            .collect();
-        if let Err(e) = self.store.put_segments(Some(&job), job_id, &rows) {
-            tracing::error!(%job_id, "segments not stored: {e}");
-        }
-        self.segments.insert(job_id, segs);
+        self.save_segments(job_id, segs, changed);
         let settling = job.settling_since.is_some() && !job.state.is_final();
-        self.jobs.insert(job_id, job.clone());
+        self.save(job.clone());
         if job.is_mesh_mode && !job.state.is_final() {
             let mut out = Vec::new();
             if job.chunks.iter().any(|c| c.settling_since.is_some()) {

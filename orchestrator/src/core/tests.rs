@@ -17,6 +17,8 @@ fn settings() -> CoreSettings {
         assign_timeout: Duration::from_secs(20),
         stall_timeout: Duration::from_secs(30),
         retention: Duration::from_secs(60),
+        max_heartbeat_interval: Duration::from_secs(3600),
+        forget_after: Duration::from_secs(7 * 24 * 3600),
     }
 }
 
@@ -989,3 +991,109 @@ fn absurd_worker_timestamps_do_not_panic() {
 }
 
 mod mesh;
+
+#[test]
+fn a_heartbeat_that_recalls_a_finished_run_does_not_lose_it() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    r.status(id, "a", "processing", 1, json!({}));
+    r.advance(5);
+    // The run ended; its `completed` is still on its way, behind heartbeats
+    // that no longer list it but recall it.
+    let recall = |r: &mut Rig| {
+        let hb = json!({"worker_id": "a", "ip_address": "10.0.0.2", "port": 8080, "os": "linux",
+            "hw_accel": [], "status": "idle", "cpu_usage": 5, "max_jobs": 1, "encoders": SW,
+            "active_jobs": [], "interval_s": 1, "timestamp": r.now.ms,
+            "finished_runs": [{"job_id": id, "attempt": 1, "state": "completed"}]});
+        let now = r.now;
+        r.core
+            .on_heartbeat("a", hb.to_string().as_bytes(), false, now)
+            .unwrap()
+    };
+    for _ in 0..10 {
+        recall(&mut r);
+        r.advance(1);
+        let now = r.now;
+        r.core.tick(now);
+    }
+    let job = r.job(id);
+    assert_eq!(
+        (job.state, job.attempt),
+        (JobState::Processing, 1),
+        "{job:?}"
+    );
+    // Without the recall the run is lost after the grace.
+    r.advance(1);
+    r.worker("a", SW, &[]);
+    r.advance(4);
+    r.worker("a", SW, &[]);
+    assert_eq!(r.job(id).attempt, 2);
+}
+
+#[test]
+fn a_store_that_cannot_be_written_takes_back_the_event_and_pauses_dispatch() {
+    use std::sync::atomic::Ordering;
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (running, _) = r.submit("running.mkv");
+    r.status(running, "a", "processing", 1, json!({}));
+    r.core.store.full.store(true, Ordering::Relaxed);
+    // A new job: refused with a sentence, not kept.
+    let req: JobRequest =
+        wire::decode(br#"{"source_path":"new.mkv","resolution":"720p","bitrate":"1M"}"#).unwrap();
+    let now = r.now;
+    match r.core.submit(req.clone(), now) {
+        Err(JobError::Unavailable(why)) => assert!(why.contains("No space left"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.core.jobs().len(), 1);
+    // The worker's `completed` cannot be written: nothing of it stays or
+    // goes out.
+    let out = r.status(running, "a", "completed", 1, json!({"segments_done": 3}));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(r.job(running).state, JobState::Processing);
+    assert!(r.core.store_fault().is_some());
+    // Nothing is dispatched while it lasts.
+    r.worker("b", SW, &[]);
+    let now = r.now;
+    let out = r.core.tick(now);
+    assert!(out.iter().all(|p| !p.topic.ends_with("/jobs")), "{out:?}");
+    assert!(!r.core.take_resync());
+    // Room again: the next tick finds out, and asks for a resync.
+    r.core.store.full.store(false, Ordering::Relaxed);
+    let now = r.now;
+    r.core.tick(now);
+    assert!(r.core.store_fault().is_none());
+    assert!(r.core.take_resync());
+    let now = r.now;
+    let (job, _) = r.core.submit(req, now).expect("taken again");
+    let r = r.restart();
+    assert_eq!(r.job(job.job_id).state, JobState::Assigned, "stored");
+}
+
+#[test]
+fn an_unacknowledged_assignment_is_sent_again_after_every_connection() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, out) = r.submit("x.mkv");
+    let orders = |out: &[Publish]| {
+        out.iter()
+            .filter(|p| p.topic == "transcode/workers/a/jobs")
+            .count()
+    };
+    assert_eq!(orders(&out), 1);
+    // Our own reconnection: sent again.
+    let now = r.now;
+    assert_eq!(orders(&r.core.on_connected(now)), 1);
+    // After our restart, the worker is heard of again (it may have lost
+    // the order with a broker that restarted too).
+    let mut r = r.restart();
+    let out = r.worker("a", SW, &[]);
+    assert_eq!(orders(&out), 1, "{out:?}");
+    assert_eq!(r.job(id).attempt, 1, "the same run, not a new one");
+    // Acknowledged (processing): never again.
+    r.status(id, "a", "processing", 1, json!({}));
+    let now = r.now;
+    assert_eq!(orders(&r.core.on_connected(now)), 0);
+}

@@ -24,6 +24,9 @@ pub struct SegmentReporter {
     pub end: Option<u64>,
     /// The job's length in segments by this run's probe of the source.
     pub job_segments: Option<u64>,
+    /// Set once FFmpeg was told to stop: the segment it was writing ends
+    /// short, and only segments at least this long (seconds) are whole.
+    pub whole_only: Option<f64>,
 }
 
 impl Jobs {
@@ -44,6 +47,11 @@ impl Jobs {
         for (index, duration) in progress::playlist_entries(&text) {
             if index != reporter.next || reporter.end.is_some_and(|e| index >= e) {
                 continue;
+            }
+            if reporter.whole_only.is_some_and(|min| duration < min) {
+                // Cut short by the stop: the next run encodes it whole.
+                tracing::debug!(job_id = %a.job_id, index, duration, "segment cut short by the stop, not reported");
+                break;
             }
             let seg = SegmentInfo { index, duration };
             held.add(seg);

@@ -1,0 +1,176 @@
+//! The orchestrator's side of the MQTT conversation: what it subscribes to
+//! after each connection, and which event of the core each message is.
+
+use rumqttc::{AsyncClient, QoS};
+use transcode_common::topics::{Topic, Topics, ONLINE};
+use transcode_common::wire::{self, JobRequest};
+
+use crate::core::{Core, JobError, Now, Publish};
+use crate::runner::Runner;
+
+/// Wildcards with retained messages: availability first, so that a dead
+/// worker's retained `offline` arrives before its retained heartbeat.
+/// Subscribed at QoS 0: rumqttd sends at most 100 retained messages to a new
+/// QoS 1 subscription.
+fn retained_filters(topics: &Topics) -> [String; 4] {
+    [
+        topics.all_availability(),
+        topics.all_heartbeats(),
+        topics.all_job_status(),
+        topics.all_chunk_status(),
+    ]
+}
+
+pub struct Session {
+    pub client: AsyncClient,
+    pub topics: Topics,
+    pub runner: Runner,
+    /// Home Assistant's status topic, when discovery is on.
+    pub ha_status: Option<String>,
+}
+
+impl Session {
+    /// Subscribes (our session is clean, so every time), says we are here and
+    /// puts our retained job statuses back (the broker may be new).
+    pub async fn on_connected(&self) {
+        let requests = [
+            self.topics.all_segments(),
+            self.topics.jobs_submit(),
+            self.topics.all_job_cancel(),
+            self.topics.all_worker_stop(),
+        ];
+        let subscriptions = retained_filters(&self.topics)
+            .into_iter()
+            .map(|t| (t, QoS::AtMostOnce))
+            .chain(requests.into_iter().map(|t| (t, QoS::AtLeastOnce)))
+            .chain(self.ha_status.clone().map(|t| (t, QoS::AtMostOnce)));
+        for (topic, qos) in subscriptions {
+            if let Err(e) = self.client.subscribe(&topic, qos).await {
+                tracing::error!(%topic, error = %e, "cannot subscribe");
+            }
+        }
+        if let Err(e) = self
+            .client
+            .publish(
+                self.topics.orchestrator_availability(),
+                QoS::AtLeastOnce,
+                true,
+                ONLINE,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "cannot publish our availability");
+        }
+        self.runner
+            .send(|core| core.on_connected(Now::current()))
+            .await;
+    }
+
+    /// The store takes writes again: what was refused while it could not
+    /// is heard again. The retained statuses, heartbeats and availabilities
+    /// come back with a new subscription (a broker sends them only to new
+    /// ones), the workers send their inventories, and our own statuses go
+    /// out again.
+    pub async fn resync(&self) {
+        for topic in retained_filters(&self.topics) {
+            if let Err(e) = self.client.unsubscribe(&topic).await {
+                tracing::warn!(%topic, error = %e, "cannot unsubscribe to read again");
+            }
+            if let Err(e) = self.client.subscribe(&topic, QoS::AtMostOnce).await {
+                tracing::error!(%topic, error = %e, "cannot subscribe");
+            }
+        }
+        self.runner
+            .send(|core| core.on_connected(Now::current()))
+            .await;
+    }
+
+    /// A message on one of our subscriptions, handed to the core's thread.
+    pub async fn on_message(&self, topic: String, payload: bytes::Bytes, retained: bool) {
+        if self.ha_status.as_deref() == Some(topic.as_str()) {
+            self.runner
+                .send(move |core| core.on_ha_status(&payload))
+                .await;
+            return;
+        }
+        let Some(parsed) = self.topics.parse(&topic) else {
+            tracing::debug!(%topic, "message on a topic we do not handle");
+            return;
+        };
+        let submit_topic = self.topics.jobs_submit();
+        self.runner
+            .send(move |core| {
+                let now = Now::current();
+                let out = match parsed {
+                    Topic::WorkerHeartbeat(id) => core.on_heartbeat(&id, &payload, retained, now),
+                    Topic::WorkerAvailability(id) => core.on_availability(&id, &payload, now),
+                    Topic::JobStatus(id) => Ok(core.on_status(&id, &payload, now)),
+                    Topic::ChunkStatus(id, attempt) => {
+                        Ok(core.on_chunk_status(&id, &attempt, &payload, now))
+                    }
+                    Topic::WorkerSegments(id) => Ok(core.on_segments(&id, &payload, now)),
+                    Topic::JobsSubmit => Ok(on_submit(core, &submit_topic, &payload, now)),
+                    Topic::JobCancel(id) => Ok(on_cancel(core, &id, now)),
+                    Topic::WorkerStop(id) => Ok(core.cancel_on(&id, now)),
+                    _ => {
+                        tracing::debug!(%topic, "message on a topic we do not handle");
+                        return Vec::new();
+                    }
+                };
+                out.unwrap_or_else(|e| {
+                    tracing::warn!(%topic, "{e}");
+                    Vec::new()
+                })
+            })
+            .await;
+    }
+}
+
+/// A job request on `transcode/jobs/submit`.
+fn on_submit(core: &mut Core, topic: &str, payload: &[u8], now: Now) -> Vec<Publish> {
+    let outcome = wire::decode::<JobRequest>(payload)
+        .map_err(|e| JobError::Invalid(e.to_string()))
+        .and_then(|req| core.submit(req, now));
+    match outcome {
+        Ok((job, out)) => {
+            tracing::info!(job_id = %job.job_id, "job submitted over MQTT");
+            out
+        }
+        Err(e) => {
+            let later = matches!(e, JobError::Unavailable(_));
+            let reason = if later {
+                format!("job request on {topic} not taken: {e}")
+            } else {
+                format!("invalid job request on {topic}: {e}")
+            };
+            match wire::job_id_of(payload) {
+                Some(job_id) => {
+                    tracing::warn!(%job_id, "{reason}");
+                    core.reject(job_id, reason, later, now)
+                }
+                None => {
+                    tracing::warn!("{reason} (no job id to answer on)");
+                    Vec::new()
+                }
+            }
+        }
+    }
+}
+
+/// Anything on `transcode/jobs/{id}/cancel`.
+fn on_cancel(core: &mut Core, id: &str, now: Now) -> Vec<Publish> {
+    let Ok(job_id) = uuid::Uuid::parse_str(id) else {
+        tracing::warn!(
+            job_id = id,
+            "cancel request for something that is not a job id"
+        );
+        return Vec::new();
+    };
+    match core.cancel(job_id, now) {
+        Ok((_, out)) => out,
+        Err(e) => {
+            tracing::warn!(%job_id, "cancel request over MQTT: {e}");
+            Vec::new()
+        }
+    }
+}
