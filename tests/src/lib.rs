@@ -15,6 +15,7 @@
 pub mod browser;
 pub mod decode;
 pub mod mqtt;
+pub mod mqtt_proxy;
 pub mod proxy;
 pub mod split;
 
