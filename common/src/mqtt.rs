@@ -183,11 +183,18 @@ pub fn options(
 }
 
 /// Where to reconnect when the broker moves (found again over mDNS): the
-/// connection switches to the newest address the next time it fails.
+/// connection moves to each new address as soon as it is published, up or
+/// not, the way it reconnects after an error: unacknowledged packets wait
+/// for the session, and the old socket closes without a DISCONNECT (so the
+/// old broker publishes our last will).
 pub struct Redirect {
     pub addresses: watch::Receiver<Option<BrokerAddr>>,
     /// Builds the options for an address (same id, will, credentials).
     pub options: Box<dyn Fn(&BrokerAddr) -> MqttOptions + Send>,
+    /// Hears of every broker that turned us away at CONNECT (see
+    /// [`is_refusal`]), so that whoever publishes `addresses` can name
+    /// another.
+    pub refused: mpsc::UnboundedSender<BrokerAddr>,
 }
 
 /// Creates the client and starts driving its event loop.
@@ -217,7 +224,22 @@ async fn drive(
     // make us reconnect several times a second.
     let mut connected_since: Option<std::time::Instant> = None;
     loop {
-        match eventloop.poll().await {
+        let here = eventloop.mqtt_options.broker_address();
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            addr = moved(&mut redirect, &here) => {
+                if connected_since.take().is_some()
+                    && tx.send(SessionEvent::Lost(format!("moving to {addr}"))).is_err()
+                {
+                    return;
+                }
+                switch(&mut eventloop, &redirect, &addr, &mut broker);
+                failures = 0;
+                backoff.reset();
+                continue;
+            }
+        };
+        match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 if failures > 0 {
                     tracing::info!(%broker, "connected to the MQTT broker again");
@@ -250,12 +272,25 @@ async fn drive(
             Err(e) => {
                 failures += 1;
                 let mut reason = describe(&e);
-                match connected_since.take().map(|t| t.elapsed()) {
+                let lasted = connected_since.take().map(|t| t.elapsed());
+                match lasted {
                     Some(lasted) if lasted >= Duration::from_secs(5) => backoff.reset(),
                     Some(_) => reason.push_str(
                         "; the broker dropped us right after accepting: does another client use the same id (two workers with one worker_id)?",
                     ),
                     None => {}
+                }
+                if let (None, Some(r)) = (lasted, &redirect) {
+                    if is_refusal(&e) {
+                        let _ = r.refused.send(BrokerAddr {
+                            host: here.0.clone(),
+                            port: here.1,
+                            tls: !matches!(
+                                eventloop.mqtt_options.transport(),
+                                rumqttc::Transport::Tcp
+                            ),
+                        });
+                    }
                 }
                 if failures == 1 {
                     tracing::warn!(%broker, error = %reason, "MQTT connection lost; reconnecting");
@@ -267,20 +302,76 @@ async fn drive(
                 } else {
                     tracing::debug!(%broker, error = %reason, "MQTT reconnect failed");
                 }
-                if let Some(r) = redirect.as_mut() {
-                    if r.addresses.has_changed().unwrap_or(false) {
-                        let next = r.addresses.borrow_and_update().clone();
-                        if let Some(addr) = next {
-                            tracing::info!(from = %broker, to = %addr, "switching to the broker found over mDNS");
-                            eventloop.mqtt_options = (r.options)(&addr);
-                            broker = addr.to_string();
-                            backoff.reset();
-                        }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    addr = moved(&mut redirect, &here) => {
+                        switch(&mut eventloop, &redirect, &addr, &mut broker);
+                        failures = 0;
+                        backoff.reset();
                     }
                 }
-                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
+    }
+}
+
+/// The next address the redirect publishes that is not `here`; never
+/// without a redirect, or once its sender is gone.
+async fn moved(redirect: &mut Option<Redirect>, here: &(String, u16)) -> BrokerAddr {
+    if let Some(r) = redirect.as_mut() {
+        while r.addresses.changed().await.is_ok() {
+            let next = r.addresses.borrow_and_update().clone();
+            if let Some(addr) = next.filter(|a| (&a.host, a.port) != (&here.0, here.1)) {
+                return addr;
+            }
+        }
+    }
+    std::future::pending().await
+}
+
+/// Points the event loop at `addr`, dropping the current connection as an
+/// error would; the next `poll()` connects there with the same identity.
+fn switch(
+    eventloop: &mut EventLoop,
+    redirect: &Option<Redirect>,
+    addr: &BrokerAddr,
+    broker: &mut String,
+) {
+    let Some(r) = redirect else {
+        return;
+    };
+    let client_id = eventloop.mqtt_options.client_id();
+    tracing::info!(from = %broker, to = %addr, %client_id, "switching to the broker found over mDNS");
+    eventloop.clean();
+    eventloop.mqtt_options = (r.options)(addr);
+    *broker = addr.to_string();
+}
+
+/// Whether an error before any CONNACK of its attempt means the broker
+/// turned us away (a refusing CONNACK, another packet instead of one, or the
+/// connection closed instead of one, which is how rumqttd refuses a login)
+/// rather than that nothing answered.
+pub fn is_refusal(e: &ConnectionError) -> bool {
+    use rumqttc::StateError;
+    let closed = |io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
+        )
+    };
+    match e {
+        ConnectionError::ConnectionRefused(_)
+        | ConnectionError::NotConnAck(_)
+        | ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+        ConnectionError::Io(io)
+        | ConnectionError::MqttState(StateError::Io(io))
+        | ConnectionError::MqttState(StateError::Deserialization(rumqttc::Error::Io(io))) => {
+            closed(io)
+        }
+        _ => false,
     }
 }
 
@@ -334,6 +425,62 @@ mod tests {
         ];
         for (e, needle) in cases {
             assert!(describe(&e).contains(needle), "{e:?}: {}", describe(&e));
+        }
+    }
+
+    #[test]
+    fn refusals_are_told_from_silence() {
+        use rumqttc::StateError;
+        let io = |k: std::io::ErrorKind| std::io::Error::from(k);
+        let cases: Vec<(ConnectionError, bool)> = vec![
+            (
+                ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized),
+                true,
+            ),
+            (
+                ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword),
+                true,
+            ),
+            (
+                ConnectionError::ConnectionRefused(ConnectReturnCode::BadClientId),
+                true,
+            ),
+            // rumqttd closes the socket on a failed login.
+            (
+                ConnectionError::MqttState(StateError::ConnectionAborted),
+                true,
+            ),
+            (
+                ConnectionError::MqttState(StateError::Io(io(std::io::ErrorKind::ConnectionReset))),
+                true,
+            ),
+            (
+                ConnectionError::MqttState(StateError::Deserialization(rumqttc::Error::Io(io(
+                    std::io::ErrorKind::ConnectionReset,
+                )))),
+                true,
+            ),
+            (
+                ConnectionError::Io(io(std::io::ErrorKind::ConnectionAborted)),
+                true,
+            ),
+            (ConnectionError::NotConnAck(Packet::PingResp), true),
+            // Nothing there, or no answer at all: not a refusal.
+            (
+                ConnectionError::Io(io(std::io::ErrorKind::ConnectionRefused)),
+                false,
+            ),
+            (ConnectionError::Io(io(std::io::ErrorKind::TimedOut)), false),
+            (
+                ConnectionError::Io(io(std::io::ErrorKind::HostUnreachable)),
+                false,
+            ),
+            (ConnectionError::NetworkTimeout, false),
+            (ConnectionError::FlushTimeout, false),
+            (ConnectionError::MqttState(StateError::AwaitPingResp), false),
+        ];
+        for (e, want) in cases {
+            assert_eq!(is_refusal(&e), want, "{e:?}");
         }
     }
 

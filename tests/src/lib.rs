@@ -11,9 +11,13 @@
 //! - [`mqtt`]: `mosquitto_sub`/`mosquitto_pub` wrappers.
 //! - [`split`]: split-job requests, their chunks, and the whole-stream check.
 //! - [`proxy`]: a TCP relay that can slow a link down and cut it.
+//! - [`mosquitto`]: a real Mosquitto on a free port.
+//! - [`mdns`]: a broker advertised over mDNS from the test process.
 
 pub mod browser;
 pub mod decode;
+pub mod mdns;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod mqtt_proxy;
 pub mod proxy;

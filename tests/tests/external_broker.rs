@@ -6,52 +6,20 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use transcode_tests::{env, ffprobe, free_port, make_media, mqtt, wait_until, Proc, System};
-
-/// Debian puts the broker in /usr/sbin, which a user's PATH may lack.
-fn mosquitto() -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/sbin"])
-    {
-        let p = Path::new(dir).join("mosquitto");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("mosquitto is not installed: run ./dev setup (or apt-get install mosquitto)");
-}
+use transcode_tests::{
+    env, ffprobe, free_port, make_media, mosquitto, mqtt, wait_until, Proc, System,
+};
 
 /// Starts Mosquitto on a free loopback port with one user.
 fn start_mosquitto(dir: &Path, user: &str, password: &str) -> (Proc, u16) {
-    let passwd = dir.join("passwd");
-    let status = Command::new("mosquitto_passwd")
-        .args(["-c", "-b"])
-        .arg(&passwd)
-        .args([user, password])
-        .stdin(Stdio::null())
-        .status()
-        .expect("mosquitto_passwd runs");
-    assert!(status.success());
+    let passwords = dir.join("passwd");
+    passwd(&passwords, user, password);
     let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\nlog_dest stderr\n",
-            passwd.display()
-        ),
-    )
-    .expect("config");
-    let conf_arg = conf.display().to_string();
-    let p = Proc::spawn("mosquitto", &mosquitto(), &["-c", &conf_arg], &[], dir);
-    wait_until(Duration::from_secs(10), "mosquitto to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(drop)
-    });
-    (p, port)
+    let config = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}",
+        passwords.display()
+    );
+    (mosquitto::start("mosquitto", dir, port, &config), port)
 }
 
 #[test]
@@ -327,26 +295,15 @@ fn the_job_path_on_mosquitto_with_tls_per_worker_users_and_an_acl() {
         ),
     )
     .expect("acl");
-    let conf = dir.join("mosquitto-tls.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
-            passwords.display(),
-            acl.display(),
-            ca.display(),
-            cert.display(),
-            key.display()
-        ),
-    )
-    .expect("config");
-    let conf_arg = conf.display().to_string();
-    let _broker = Proc::spawn("mosquitto", &mosquitto(), &["-c", &conf_arg], &[], &dir);
-    wait_until(Duration::from_secs(10), "mosquitto to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(drop)
-    });
+    let config = format!(
+        "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}",
+        passwords.display(),
+        acl.display(),
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    let _broker = mosquitto::start("mosquitto-tls", &dir, port, &config);
 
     make_media(&dir.join("media/clip.mkv"), 1280, 720, 6, true);
     let o = sys.start_orchestrator();

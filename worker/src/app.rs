@@ -127,14 +127,20 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
         config.worker.accept_unsigned_jobs,
     );
     tokio::pin!(shutdown);
-    let rescan = std::sync::Arc::new(tokio::sync::Notify::new());
+    // Whether the session is up, for the broker finder (over mDNS).
+    let (up_tx, up_rx) = watch::channel(false);
     let (broker, redirect) = if config.broker.url.trim().is_empty() {
         tracing::info!(worker_id = %worker_id, "broker.url is empty: looking for the broker over mDNS (_mqtt._tcp)");
         let (found_tx, mut found_rx) = watch::channel(None);
+        let (refused_tx, refused_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(discover::watch_brokers(
+            worker_id.clone(),
             topics.prefix().to_string(),
             found_tx,
-            rescan.clone(),
+            discover::Links {
+                connected: up_rx,
+                refused: refused_rx,
+            },
         ));
         let first = tokio::select! {
             _ = &mut shutdown => return Ok(()),
@@ -155,6 +161,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
         let redirect = mqtt::Redirect {
             addresses: found_rx,
             options: Box::new(make_options.clone()),
+            refused: refused_tx,
         };
         (first, Some(redirect))
     } else {
@@ -250,6 +257,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
             event = events.recv() => match event {
                 Some(SessionEvent::Connected { session_present }) => {
                     connected = true;
+                    up_tx.send_replace(true);
                     if !session_present {
                         session.subscribe().await;
                     }
@@ -288,7 +296,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                 Some(SessionEvent::Lost(_)) => {
                     connected = false;
                     // Over mDNS: look again, the broker may have moved.
-                    rescan.notify_one();
+                    up_tx.send_replace(false);
                 }
                 Some(SessionEvent::Closed) | None => {
                     bail!("worker {worker_id}: the MQTT connection stopped unexpectedly");
