@@ -12,9 +12,12 @@
 //! - [`mqtt`]: one self-healing MQTT connection (backoff, reconnect events).
 //! - [`metrics`]: Prometheus text exposition for `/metrics`.
 //! - [`mqtt_url`]: parsing `mqtt://host:port` broker addresses.
+//! - [`http_range`]: what a request for a file's bytes gets: its `Range` and
+//!   its conditions (`304`); pure, tested by table.
 
 pub mod config;
 pub mod files;
+pub mod http_range;
 pub mod media;
 pub mod metrics;
 pub mod mqtt;

@@ -229,7 +229,10 @@ async fn drive(
             polled = eventloop.poll() => polled,
             addr = moved(&mut redirect, &here) => {
                 if connected_since.take().is_some()
-                    && tx.send(SessionEvent::Lost(format!("moving to {addr}"))).is_err()
+                    && tx
+                        .send(SessionEvent::Lost(format!("moving to {addr}")))
+                        .await
+                        .is_err()
                 {
                     return;
                 }

@@ -242,60 +242,6 @@ fn load_or_make_key(state_dir: &Path) -> anyhow::Result<[u8; KEY_LEN]> {
     Ok(key)
 }
 
-/// What a `Range` header asks of a file of `len` bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Span {
-    /// The whole file (no range, or one that is ignored).
-    Whole,
-    /// Bytes `start..=end`.
-    Part { start: u64, end: u64 },
-    /// A range that starts past the end: `416`.
-    Unsatisfiable,
-}
-
-/// Reads a `Range` header (RFC 9110 14.2): one `bytes` range, `a-b`, `a-`
-/// or `-n`. Anything else is ignored (the whole file), as the RFC allows.
-pub fn span(header: Option<&str>, len: u64) -> Span {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
-        return Span::Whole;
-    };
-    if spec.contains(',') {
-        return Span::Whole;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return Span::Whole;
-    };
-    let number = |s: &str| -> Option<u64> {
-        let s = s.trim();
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    match (number(first), number(last), last.trim().is_empty()) {
-        (Some(start), _, true) if start < len => Span::Part {
-            start,
-            end: len - 1,
-        },
-        (Some(start), Some(end), false) if start <= end && start < len => Span::Part {
-            start,
-            end: end.min(len - 1),
-        },
-        (Some(start), Some(end), false) if start <= end => Span::Unsatisfiable,
-        (Some(_), _, true) => Span::Unsatisfiable,
-        (None, Some(n), false) if first.trim().is_empty() => {
-            if n == 0 || len == 0 {
-                Span::Unsatisfiable
-            } else {
-                Span::Part {
-                    start: len.saturating_sub(n),
-                    end: len - 1,
-                }
-            }
-        }
-        _ => Span::Whole,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,32 +323,5 @@ mod tests {
             m.check(job, 1, "films/a%20b.mkv", Some("00")),
             Err(Refusal::NotFound(_))
         ));
-    }
-
-    #[test]
-    fn ranges() {
-        let cases = [
-            (None, 10, Span::Whole),
-            (Some("bytes=0-"), 10, Span::Part { start: 0, end: 9 }),
-            (Some("bytes=4-"), 10, Span::Part { start: 4, end: 9 }),
-            (Some("bytes=2-5"), 10, Span::Part { start: 2, end: 5 }),
-            (Some("bytes=2-50"), 10, Span::Part { start: 2, end: 9 }),
-            (Some("bytes=-3"), 10, Span::Part { start: 7, end: 9 }),
-            (Some("bytes=-30"), 10, Span::Part { start: 0, end: 9 }),
-            (Some("bytes=10-"), 10, Span::Unsatisfiable),
-            (Some("bytes=10-12"), 10, Span::Unsatisfiable),
-            (Some("bytes=-0"), 10, Span::Unsatisfiable),
-            (Some("bytes=0-"), 0, Span::Unsatisfiable),
-            // Ignored: the whole file.
-            (Some("bytes=5-2"), 10, Span::Whole),
-            (Some("bytes=0-1,4-5"), 10, Span::Whole),
-            (Some("items=0-1"), 10, Span::Whole),
-            (Some("bytes=a-"), 10, Span::Whole),
-            (Some("bytes=+1-2"), 10, Span::Whole),
-            (Some("bytes=-"), 10, Span::Whole),
-        ];
-        for (header, len, want) in cases {
-            assert_eq!(span(header, len), want, "{header:?} of {len}");
-        }
     }
 }

@@ -13,15 +13,20 @@
 //! - [`proxy`]: a TCP relay that can slow a link down and cut it.
 //! - [`mosquitto`]: a real Mosquitto on a free port.
 //! - [`mdns`]: a broker advertised over mDNS from the test process.
+//! - [`media`]: test videos made with FFmpeg's generators.
+//! - [`mqtt_proxy`]: a relay that holds some of a client's publishes back.
 
 pub mod browser;
 pub mod decode;
 pub mod mdns;
+pub mod media;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod mqtt_proxy;
 pub mod proxy;
 pub mod split;
+
+pub use media::{make_heavy_media, make_media, make_noisy_media};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -564,90 +569,6 @@ pub async fn simulated_worker(id: String, port: u16) {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-}
-
-/// Makes a test video with FFmpeg's generators in well under a second per
-/// few seconds of output: `testsrc2` at `width`x`height`, 30 fps, with a
-/// sine tone when `audio`.
-pub fn make_media(path: &Path, width: u32, height: u32, seconds: u32, audio: bool) {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).expect("media folder");
-    }
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-nostdin",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-    ])
-    .arg(format!(
-        "testsrc2=size={width}x{height}:rate=30:duration={seconds}"
-    ));
-    if audio {
-        cmd.args(["-f", "lavfi", "-i"])
-            .arg(format!(
-                "sine=frequency=1000:sample_rate=48000:duration={seconds}"
-            ))
-            .args(["-map", "0:v", "-map", "1:a", "-c:a", "aac", "-ac", "2"]);
-    }
-    cmd.args([
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-crf",
-        "35",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-    ])
-    .arg(path)
-    .stdin(Stdio::null());
-    let out = cmd.output().expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "making {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes a test video as big as a real film of its length (lossless
-/// `testsrc2` at `width`x`height`, 30 fps, with a tone: about 6 Mbit/s at
-/// 640x360), for figures in bytes, and quickly (about 30 s of video per
-/// second).
-pub fn make_heavy_media(path: &Path, width: u32, height: u32, seconds: u32) {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).expect("media folder");
-    }
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "testsrc2=size={width}x{height}:rate=30:duration={seconds}"
-        ))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=1000:sample_rate=48000:duration={seconds}"
-        ))
-        .args(["-map", "0:v", "-map", "1:a", "-c:a", "aac", "-ac", "2"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"])
-        .args(["-g", "30", "-pix_fmt", "yuv420p"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "making {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// What ffprobe says about a file or URL: (codec_type, codec_name, width,

@@ -179,7 +179,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
         config.transcode.output_dir.clone(),
         Duration::from_secs(config.transcode.keep_outputs_s),
     ));
-    match outputs.open() {
+    match outputs.open().await {
         Ok(kept) if !kept.is_empty() => {
             tracing::info!(worker_id = %worker_id, kept = kept.len(), "outputs of an earlier run kept; the orchestrator hears what they hold")
         }
@@ -281,7 +281,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> an
                             Ok(order) => match topics.parse(&p.topic) {
                                 Some(Topic::WorkerJobs(_)) => jobs.on_assignment(&order).await,
                                 Some(Topic::WorkerCancel(_)) => jobs.on_cancel(&order).await,
-                                _ => jobs.on_output(&order),
+                                _ => jobs.on_output(&order).await,
                             },
                             Err(why) => tracing::warn!(
                                 worker_id = %worker_id,

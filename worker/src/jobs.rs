@@ -454,7 +454,7 @@ impl Jobs {
         self.publish(status.clone(), Some(a.attempt), a.is_mesh_mode, true)
             .await;
 
-        let source = match media::locate(settings.media_root.as_deref(), a, worker_id) {
+        let source = match media::locate(settings.media_root.clone(), a, worker_id).await {
             Ok((source, passed_over)) => {
                 if let Some(why) = passed_over {
                     tracing::info!(source = %source.shown(), "reading the source from the orchestrator: {why}");
@@ -575,7 +575,7 @@ impl Jobs {
         };
 
         let out_dir = self.inner.outputs.folder(job_id);
-        if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        if let Err(e) = tokio::fs::create_dir_all(&out_dir).await {
             return Outcome::Failed(
                 ErrorKind::Worker,
                 format!("worker {worker_id} cannot create the output folder {}: {e} (check transcode.output_dir)", out_dir.display()),
@@ -595,7 +595,7 @@ impl Jobs {
         let encoding = command::encoding_label(&spec);
         // Segments an earlier run wrote here stay when they join ours;
         // otherwise the folder starts over.
-        let mut held = match self.inner.outputs.held(job_id) {
+        let mut held = match self.inner.outputs.held(job_id).await {
             Some(h) if h.grid == grid && h.encoding == encoding => Held {
                 attempt: a.attempt,
                 ..h
@@ -610,8 +610,8 @@ impl Jobs {
                     old.segments.clear();
                     self.send_inventory(job_id, &old).await;
                 }
-                let _ = std::fs::remove_dir_all(&out_dir);
-                let _ = std::fs::create_dir_all(&out_dir);
+                let _ = tokio::fs::remove_dir_all(&out_dir).await;
+                let _ = tokio::fs::create_dir_all(&out_dir).await;
                 Held {
                     attempt: a.attempt,
                     grid,
@@ -621,7 +621,7 @@ impl Jobs {
             }
         };
         // FFmpeg's playlist of an earlier run must not be read as ours.
-        let _ = std::fs::remove_file(out_dir.join(PLAYLIST));
+        let _ = tokio::fs::remove_file(out_dir.join(PLAYLIST)).await;
         let start_number = window.first_segment;
         // A stop that came while we probed ends the run before FFmpeg starts.
         if let Ok(reason) = stop.try_recv() {

@@ -39,8 +39,29 @@ pub enum Source {
 /// Picks the source of a run: the local copy when the media root holds the
 /// file (of the orchestrator's size, when it said), else the orchestrator's
 /// URL. Also says why a local copy was passed over. Errors carry the kind
-/// the run fails with.
-pub fn locate(
+/// the run fails with. Resolving and measuring the local copy touches the
+/// file system: it runs on tokio's blocking threads.
+pub async fn locate(
+    root: Option<PathBuf>,
+    a: &JobAssignment,
+    worker_id: &str,
+) -> Result<(Source, Option<String>), (ErrorKind, String)> {
+    let (owned, id) = (a.clone(), worker_id.to_string());
+    tokio::task::spawn_blocking(move || pick(root.as_deref(), &owned, &id))
+        .await
+        .unwrap_or_else(|e| {
+            Err((
+                ErrorKind::Worker,
+                format!(
+                    "worker {worker_id} could not look for the source of job {}: {e}",
+                    a.job_id
+                ),
+            ))
+        })
+}
+
+/// [`locate`]'s choice, made where blocking is allowed.
+fn pick(
     root: Option<&Path>,
     a: &JobAssignment,
     worker_id: &str,
@@ -322,14 +343,14 @@ mod tests {
             (None, None, None, Err(ErrorKind::Worker)),
         ];
         for (i, (root, url, size, want)) in cases.iter().enumerate() {
-            let got = locate(*root, &assignment(*url, *size), "w1")
+            let got = pick(*root, &assignment(*url, *size), "w1")
                 .map(|(s, _)| s)
                 .map_err(|(k, _)| k);
             assert_eq!(&got, want, "case {i}");
         }
-        let (_, why) = locate(Some(&root), &assignment(remote, Some(11)), "w1").unwrap();
+        let (_, why) = pick(Some(&root), &assignment(remote, Some(11)), "w1").unwrap();
         assert!(why.unwrap().contains("10 bytes, the orchestrator's 11"));
-        let (_, e) = locate(None, &assignment(None, None), "w1").unwrap_err();
+        let (_, e) = pick(None, &assignment(None, None), "w1").unwrap_err();
         assert!(e.contains("worker w1") && e.contains("media.root"), "{e}");
     }
 

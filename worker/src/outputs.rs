@@ -7,6 +7,10 @@
 //! end of the last run here when nobody watched), or at once when the
 //! orchestrator says the job was cancelled or pruned. A running job's
 //! folder is never deleted.
+//!
+//! Everything that reads or changes the disk is async and runs on tokio's
+//! blocking threads: the folder scans, the records and the deletions never
+//! hold up the runtime's threads, which serve the players.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -87,24 +91,20 @@ impl Outputs {
 
     /// Makes sure the output folder exists and takes the job folders an
     /// earlier process left as kept from now on; returns their ids.
-    pub fn open(&self) -> std::io::Result<Vec<Uuid>> {
-        std::fs::create_dir_all(&self.dir)?;
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)?.flatten() {
-            let Some(job_id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Uuid::parse_str(n).ok())
-            else {
-                continue;
-            };
-            if entry.path().is_dir() {
-                self.entry(job_id);
-                found.push(job_id);
-            }
+    pub async fn open(&self) -> std::io::Result<Vec<Uuid>> {
+        let dir = self.dir.clone();
+        let found = blocking(move || job_folders(&dir)).await??;
+        for job_id in &found {
+            self.entry(*job_id);
         }
-        found.sort();
         Ok(found)
+    }
+
+    /// Whether the job's folder is there.
+    pub async fn has_folder(&self, job_id: Uuid) -> bool {
+        tokio::fs::metadata(self.folder(job_id))
+            .await
+            .is_ok_and(|m| m.is_dir())
     }
 
     /// Every job folder known here.
@@ -171,28 +171,61 @@ impl Outputs {
     }
 
     /// Deletes a job's folder and forgets it.
-    pub fn delete(&self, job_id: Uuid) -> std::io::Result<()> {
+    pub async fn delete(&self, job_id: Uuid) -> std::io::Result<()> {
         self.entries().remove(&job_id);
-        match std::fs::remove_dir_all(self.folder(job_id)) {
+        match tokio::fs::remove_dir_all(self.folder(job_id)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
     /// What the job's folder holds, from its `segments.json`.
-    pub fn held(&self, job_id: Uuid) -> Option<Held> {
-        read_held(&self.folder(job_id))
+    pub async fn held(&self, job_id: Uuid) -> Option<Held> {
+        let folder = self.folder(job_id);
+        blocking(move || read_held(&folder)).await.ok().flatten()
     }
 
     /// Writes the folder's `segments.json` (a new file renamed over the old
     /// one, so a crash leaves one or the other).
-    pub fn record(&self, job_id: Uuid, held: &Held) -> std::io::Result<()> {
+    pub async fn record(&self, job_id: Uuid, held: &Held) -> std::io::Result<()> {
         let folder = self.folder(job_id);
-        let tmp = folder.join(format!("{HELD_FILE}.tmp"));
         let bytes = serde_json::to_vec(held).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, folder.join(HELD_FILE))
+        blocking(move || {
+            let tmp = folder.join(format!("{HELD_FILE}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, folder.join(HELD_FILE))
+        })
+        .await?
     }
+}
+
+/// Runs file-system work on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// Makes `dir` if needed and lists the job folders in it, in order.
+fn job_folders(dir: &Path) -> std::io::Result<Vec<Uuid>> {
+    std::fs::create_dir_all(dir)?;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let Some(job_id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| Uuid::parse_str(n).ok())
+        else {
+            continue;
+        };
+        if entry.path().is_dir() {
+            found.push(job_id);
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Reads a `segments.json`, keeping only segments whose file is there.
@@ -236,8 +269,8 @@ mod tests {
         assert_eq!(order, vec![1, 2, 3]);
     }
 
-    #[test]
-    fn records_survive_and_name_only_files_that_exist() {
+    #[tokio::test]
+    async fn records_survive_and_name_only_files_that_exist() {
         let dir = tempfile::tempdir().unwrap();
         let outputs = Outputs::new(dir.path().to_path_buf(), Duration::from_secs(60));
         let job = Uuid::new_v4();
@@ -258,12 +291,19 @@ mod tests {
                 },
             ],
         };
-        outputs.record(job, &held).unwrap();
+        outputs.record(job, &held).await.unwrap();
         let again = Outputs::new(dir.path().to_path_buf(), Duration::from_secs(60));
-        assert_eq!(again.open().unwrap(), vec![job]);
-        let read = again.held(job).unwrap();
+        assert_eq!(again.open().await.unwrap(), vec![job]);
+        assert!(again.has_folder(job).await);
+        assert!(!again.has_folder(Uuid::new_v4()).await);
+        let read = again.held(job).await.unwrap();
         assert_eq!(read.segments.len(), 1, "seg1.ts does not exist");
         assert_eq!(read.attempt, 2);
+        again.delete(job).await.unwrap();
+        assert!(!again.has_folder(job).await);
+        assert_eq!(again.job_ids(), Vec::<Uuid>::new());
+        // A folder that is already gone is no error.
+        again.delete(job).await.unwrap();
     }
 
     #[test]

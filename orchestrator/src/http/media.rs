@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use transcode_common::http_range::{self, Span};
 use transcode_common::media::SourceError;
 use uuid::Uuid;
 use warp::http::{header, HeaderValue, Response, StatusCode};
@@ -16,7 +17,7 @@ use warp::hyper::body::Bytes;
 use warp::reply::Reply;
 
 use super::{error, ApiState};
-use crate::media::{self, Media, Refusal, Span};
+use crate::media::{self, Media, Refusal};
 
 /// How much of a file one read sends.
 const CHUNK: usize = 16 * 1024;
@@ -134,7 +135,7 @@ async fn open(
     .await
     .map_err(|e| Refusal::NotFound(format!("the source of job {job_id} cannot be read: {e}")))??;
 
-    let span = media::span(r.range.as_deref(), len);
+    let span = http_range::span(r.range.as_deref(), len);
     let (status, start, count) = match span {
         Span::Whole => (StatusCode::OK, 0, len),
         Span::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
@@ -145,7 +146,7 @@ async fn open(
                     "job {job_id}'s source has {len} bytes; the range asked for is past its end"
                 ),
             );
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+            if let Ok(v) = HeaderValue::from_str(&http_range::unsatisfied_range(len)) {
                 reply.headers_mut().insert(header::CONTENT_RANGE, v);
             }
             return Ok(reply);
@@ -183,7 +184,7 @@ async fn open(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::PARTIAL_CONTENT {
-        let range = format!("bytes {start}-{}/{len}", start + count - 1);
+        let range = http_range::content_range(start, start + count - 1, len);
         if let Ok(v) = HeaderValue::from_str(&range) {
             headers.insert(header::CONTENT_RANGE, v);
         }

@@ -62,7 +62,7 @@ impl Jobs {
             return;
         }
         let _order = self.inner.reporting.lock().await;
-        if let Err(e) = self.inner.outputs.record(a.job_id, held) {
+        if let Err(e) = self.inner.outputs.record(a.job_id, held).await {
             tracing::warn!(job_id = %a.job_id, "cannot write the folder's segment record: {e}");
         }
         tracing::debug!(job_id = %a.job_id, first = new[0].index, count = new.len(), "segments ready");
@@ -104,7 +104,7 @@ impl Jobs {
     /// The inventory of a folder as its record says now.
     async fn send_current_inventory(&self, job_id: Uuid) {
         let _order = self.inner.reporting.lock().await;
-        if let Some(held) = self.inner.outputs.held(job_id) {
+        if let Some(held) = self.inner.outputs.held(job_id).await {
             self.send_inventory(job_id, &held).await;
         }
     }
@@ -128,7 +128,7 @@ impl Jobs {
     }
 
     /// A message on our outputs topic.
-    pub fn on_output(&self, payload: &[u8]) {
+    pub async fn on_output(&self, payload: &[u8]) {
         let worker_id = self.worker_id();
         let command: OutputCommand = match wire::decode(payload) {
             Ok(c) => c,
@@ -138,7 +138,7 @@ impl Jobs {
             }
         };
         let job_id = command.job_id;
-        if !self.inner.outputs.folder(job_id).is_dir() {
+        if !self.inner.outputs.has_folder(job_id).await {
             return;
         }
         match command.action {
@@ -158,8 +158,8 @@ impl Jobs {
     /// inventory), so the playlist stops pointing here.
     pub async fn sweep_outputs(&self) {
         for job_id in self.inner.outputs.expired() {
-            let held = self.inner.outputs.held(job_id);
-            match self.inner.outputs.delete(job_id) {
+            let held = self.inner.outputs.held(job_id).await;
+            match self.inner.outputs.delete(job_id).await {
                 Ok(()) => {
                     tracing::info!(worker_id = self.worker_id(), %job_id, "output deleted: nobody asked for it for transcode.keep_outputs_s, or the job is over");
                     if let Some(mut held) = held {

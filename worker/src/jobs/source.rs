@@ -91,8 +91,16 @@ impl Jobs {
         head: Option<&Head>,
     ) -> Result<SourceInfo, String> {
         let settings = &self.inner.settings;
+        // The local file's metadata and first bytes are read on tokio's
+        // blocking threads.
         let stamp = match source {
-            Source::Local(path) => FileStamp::of(path),
+            Source::Local(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || FileStamp::of(&path))
+                    .await
+                    .ok()
+                    .flatten()
+            }
             Source::Remote { .. } => head
                 .and_then(|h| h.size)
                 .or(a.source_size)
@@ -105,7 +113,13 @@ impl Jobs {
             return Ok(info);
         }
         match (source, head) {
-            (Source::Local(path), _) => media::sniff(&media::read_head(path))?,
+            (Source::Local(path), _) => {
+                let path = path.clone();
+                let head = tokio::task::spawn_blocking(move || media::read_head(&path))
+                    .await
+                    .map_err(|e| format!("cannot read the source's first bytes: {e}"))?;
+                media::sniff(&head)?
+            }
             (Source::Remote { .. }, Some(head)) => media::sniff(&head.bytes)?,
             (Source::Remote { .. }, None) => {}
         }
