@@ -141,6 +141,9 @@ pub fn tls_for(addr: &BrokerAddr, ca_file: &Path) -> Result<Option<Tls>, String>
     Tls::load(file).map(Some)
 }
 
+/// The largest packet MQTT can frame (its remaining length's limit).
+const MQTT_MAX_PACKET: usize = 268_435_455;
+
 /// Events waiting for the connection's owner.
 const EVENT_QUEUE: usize = 1024;
 
@@ -172,10 +175,12 @@ pub fn options(
         opts.set_transport(rumqttc::Transport::tls_with_config(config));
     }
     opts.set_keep_alive(keepalive.max(Duration::from_secs(1)));
-    // Incoming packets up to 4 MiB are read (and then refused by the
-    // decoder's own, smaller limit) so that one oversized retained message
-    // cannot put a client into a reconnect loop.
-    opts.set_max_packet_size(4 * 1024 * 1024, 256 * 1024);
+    // Incoming packets of any size MQTT allows are read (and then refused
+    // by the decoder's own, smaller limit): one that rumqttc refused would
+    // drop the connection, and a retained one would arrive again after
+    // every reconnection, forever. A broker that takes such a message
+    // costs us that much memory once, not a loop.
+    opts.set_max_packet_size(MQTT_MAX_PACKET, 256 * 1024);
     if let Some((user, pass)) = credentials {
         opts.set_credentials(user, pass);
     }

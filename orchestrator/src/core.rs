@@ -541,16 +541,24 @@ impl Core {
             && job.worker_id.as_deref() == Some(worker.as_str())
             && status.attempt == Some(job.attempt);
         if !current {
-            tracing::info!(
-                %job_id,
-                worker_id = %worker,
-                "job status {} ignored: job {job_id} is {} on {} (attempt {}), not worker {worker}'s attempt {}",
-                status.state.as_str(),
-                job.state.as_str(),
-                job.worker_id.as_deref().unwrap_or("no worker"),
-                job.attempt,
-                status.attempt.map_or("none".to_string(), |a| a.to_string()),
-            );
+            if job.worker_id.as_deref() == Some(worker.as_str())
+                && status.attempt == Some(job.attempt)
+            {
+                // The holder says again what it said (a retained status read
+                // again, its final statuses sent again after a reconnection).
+                tracing::debug!(%job_id, worker_id = %worker, "job status {} already taken", status.state.as_str());
+            } else {
+                tracing::info!(
+                    %job_id,
+                    worker_id = %worker,
+                    "job status {} ignored: job {job_id} is {} on {} (attempt {}), not worker {worker}'s attempt {}",
+                    status.state.as_str(),
+                    job.state.as_str(),
+                    job.worker_id.as_deref().unwrap_or("no worker"),
+                    job.attempt,
+                    status.attempt.map_or("none".to_string(), |a| a.to_string()),
+                );
+            }
             let mut out = Vec::new();
             if status.state == JobState::Processing {
                 out.push(self.fence(&worker, job_id, status.attempt));

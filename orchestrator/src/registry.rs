@@ -195,6 +195,9 @@ impl Registry {
         transcode_common::validate::worker_id(worker_id)
             .map_err(|e| format!("availability on a topic with a bad worker id: {e}"))?;
         let availability = match payload {
+            // A cleared topic says nothing of a worker we do not know (one
+            // we just forgot, say).
+            b"" if !self.workers.contains_key(worker_id) => return Ok(None),
             b"" => None,
             p if p == ONLINE.as_bytes() => Some(Availability::Online),
             p if p == OFFLINE.as_bytes() => Some(Availability::Offline),

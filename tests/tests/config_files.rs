@@ -178,6 +178,12 @@ fn the_service_units_run_hardened_with_writable_state() {
         assert_eq!(one("Service.Restart"), "on-failure", "{file}");
         assert_eq!(one("Service.NoNewPrivileges"), "true", "{file}");
         assert_eq!(one("Install.WantedBy"), "multi-user.target", "{file}");
+        assert!(
+            one("Unit.After")
+                .split_whitespace()
+                .any(|t| t == "time-sync.target"),
+            "{file}: started once the clock is synced"
+        );
         assert_eq!(
             one("Service.ExecStart"),
             format!("/usr/local/bin/{binary} --config {config}"),

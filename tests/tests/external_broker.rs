@@ -422,3 +422,67 @@ fn the_job_path_on_mosquitto_with_tls_per_worker_users_and_an_acl() {
     let out = mqtt::first_as(port, &["-u", "watch", "-P", "watch pass"], "transcode/#");
     assert!(!out.status.success() && out.stdout.is_empty());
 }
+
+#[test]
+fn an_oversized_retained_message_is_skipped_with_a_log_line_not_a_reconnect_loop() {
+    let mut sys = System::new();
+    let (_broker, port) = start_mosquitto(sys.dir.path(), "transcode", "pass");
+    sys.broker_port = port;
+    // Someone left 5 MB on one of our retained topics.
+    let big = vec![b'x'; 5 * 1024 * 1024];
+    let file = sys.dir.path().join("big.bin");
+    std::fs::write(&file, &big).expect("payload");
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            "transcode",
+            "-P",
+            "pass",
+        ])
+        .args([
+            "-t",
+            "transcode/jobs/00000000-0000-4000-8000-0000000000ff/status",
+            "-r",
+            "-q",
+            "1",
+            "-f",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(status.success());
+    sys.orchestrator_env.extend([
+        env("TRANSCODE_BROKER__EMBEDDED", "false"),
+        env("TRANSCODE_BROKER__URL", format!("mqtt://127.0.0.1:{port}")),
+        env("TRANSCODE_BROKER__USERNAME", "transcode"),
+        env("TRANSCODE_BROKER__PASSWORD", "pass"),
+    ]);
+    make_media(&sys.dir.path().join("media/clip.mkv"), 320, 240, 2, true);
+    let o = sys.start_orchestrator();
+    let _w = sys.start_worker(
+        "house",
+        &[
+            ("TRANSCODE_BROKER__USERNAME", "transcode"),
+            ("TRANSCODE_BROKER__PASSWORD", "pass"),
+        ],
+    );
+    sys.wait_online("house", true, Duration::from_secs(30));
+    let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
+    sys.wait_job(&id, "completed", Duration::from_secs(60));
+    let log = o.log();
+    assert_eq!(
+        log.matches("connected to the MQTT broker").count(),
+        1,
+        "one connection, no reconnect loop:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("00000000-0000-4000-8000-0000000000ff") && l.contains("bytes")),
+        "the oversized message is named in the log:\n{log}"
+    );
+}

@@ -288,6 +288,29 @@ fn a_heartbeat_that_claims_an_endless_interval_still_goes_offline_within_the_bou
 }
 
 #[test]
+fn a_worker_offline_for_registry_forget_after_s_is_forgotten_with_its_retained_topics() {
+    let mut sys = System::new();
+    sys.orchestrator_env
+        .push(env("TRANSCODE_REGISTRY__FORGET_AFTER_S", "3"));
+    let o = sys.start_orchestrator();
+    let w = sys.start_worker("gone", &[]);
+    sys.wait_online("gone", true, START);
+    w.signal(Signal::SIGKILL);
+    sys.wait_online("gone", false, Duration::from_secs(10));
+    wait_until(Duration::from_secs(15), "the worker forgotten", || {
+        sys.worker("gone").is_none().then_some(())
+    });
+    for topic in ["heartbeat", "availability", "job"] {
+        assert_eq!(
+            mqtt::retained(sys.broker_port, &format!("transcode/workers/gone/{topic}")),
+            None,
+            "{topic} cleared"
+        );
+    }
+    assert_eq!(o.log_lines_with(&["worker gone forgotten"]), 1);
+}
+
+#[test]
 fn malformed_heartbeats_are_logged_and_ignored() {
     let sys = System::new();
     let orchestrator = sys.start_orchestrator();
