@@ -59,9 +59,9 @@ fn a_wall_clock_step_of_two_days_prunes_nothing_and_requeues_nothing() {
     let last_day = o
         .log()
         .lines()
+        .rev()
         .filter(|l| l.contains("job completed"))
-        .filter_map(day)
-        .last()
+        .find_map(day)
         .expect("the completion logged");
     eprintln!("the orchestrator's clock went from {first_day} to {last_day}");
     assert!(last_day > first_day, "the clock did not step");
