@@ -261,6 +261,7 @@ pub async fn run(
             media,
             durations: Durations::new(&config.media.ffprobe),
             access,
+            streams: Default::default(),
             gate,
             limits: (config.http.submit_rate, config.http.submit_burst),
             logins: logins

@@ -491,6 +491,22 @@ impl Core {
         Ok((job, out))
     }
 
+    /// A finished job submitted again as a new job (the dashboard's
+    /// "run again"): the old one stays in the history as it ended.
+    pub fn run_again(&mut self, job_id: Uuid, now: Now) -> Result<(Job, Vec<Publish>), JobError> {
+        let old = self.jobs.get(&job_id).ok_or(JobError::NotFound(job_id))?;
+        if !old.state.is_final() {
+            return Err(JobError::Conflict(format!(
+                "job {job_id} is still {}; cancel it first or wait for it to end",
+                old.state.as_str()
+            )));
+        }
+        let request = old.request();
+        let (job, out) = self.submit(request, now)?;
+        tracing::info!(job_id = %job.job_id, from = %job_id, "job submitted again");
+        Ok((job, out))
+    }
+
     // ----- what workers say ----------------------------------------------
 
     /// A message on `.../jobs/{job_id}/status`.

@@ -9,6 +9,8 @@
 //! | `POST /api/jobs` (JSON only) | `202` the job; `400`/`409`/`413`/`415`/`429` with `error` |
 //! | `GET /api/jobs`, `GET /api/jobs/{id}` | the jobs / one job; `404` |
 //! | `DELETE /api/jobs/{id}` | `200` the cancelled job; `404`; `409` if finished |
+//! | `POST /api/jobs/{id}/again` | `202` a new job with the same request; `409` while it runs |
+//! | `GET /api/events` | Server-Sent Events: a snapshot, then what changed (see `events`) |
 //! | `GET /api/workers` | every known worker |
 //! | `POST`/`DELETE /api/workers/{id}/login` | a broker login for the worker (its join line) / taken away; `404` without logins |
 //! | `GET /stream/{id}/index.m3u8` | the job's playlist, written from its segment map; `503` + `Retry-After` before the first segment |
@@ -37,6 +39,7 @@ use crate::media::Media;
 use crate::runner::Runner;
 use crate::segments;
 
+pub mod events;
 mod media;
 
 /// What the handlers share.
@@ -52,6 +55,8 @@ pub struct ApiState {
     pub durations: Arc<Durations>,
     /// The API token and the submission limits.
     pub access: Arc<Access>,
+    /// The dashboard's open event streams.
+    pub streams: Arc<events::Streams>,
     /// The embedded broker's gate, when it takes only its logins.
     pub gate: Option<Arc<transcode_broker::guard::Gate>>,
     /// (`http.submit_rate`, `http.submit_burst`), named in a `429`.
@@ -137,6 +142,55 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
                 Some(job) => warp::reply::json(&job).into_response(),
                 None => job_error(JobError::NotFound(id)),
             }
+        });
+
+    let again = warp::path!("api" / "jobs" / String / "again")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(with_state.clone())
+        .then(|raw: String, s: ApiState| async move {
+            let Ok(id) = Uuid::try_parse(&raw) else {
+                return not_a_job_id(&raw);
+            };
+            let again = s
+                .runner
+                .ask(move |core| match core.run_again(id, Now::current()) {
+                    Ok((job, out)) => (Ok(job), out),
+                    Err(e) => (Err(e), Vec::new()),
+                })
+                .await;
+            match again {
+                Some(Ok(job)) => {
+                    warp::reply::with_status(warp::reply::json(&job), StatusCode::ACCEPTED)
+                        .into_response()
+                }
+                Some(Err(e)) => job_error(e),
+                None => stopping(),
+            }
+        });
+
+    let events = warp::path!("api" / "events")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(with_state.clone())
+        .map(|s: ApiState| {
+            let Some(slot) = s.streams.take() else {
+                return retry_later_with(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{} event streams are open already; close a dashboard and try again",
+                        events::MAX_CONNECTIONS
+                    ),
+                    5,
+                );
+            };
+            let stream = events::stream(s.core.clone(), s.runner.changes(), slot);
+            warp::sse::reply(
+                warp::sse::keep_alive()
+                    .interval(Duration::from_secs(10))
+                    .stream(stream),
+            )
+            .into_response()
         });
 
     let cancel = warp::path!("api" / "jobs" / String)
@@ -333,6 +387,10 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(one)
         .unify()
         .or(cancel)
+        .unify()
+        .or(again)
+        .unify()
+        .or(events)
         .unify()
         .or(workers)
         .unify()

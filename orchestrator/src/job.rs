@@ -232,6 +232,18 @@ impl Job {
     }
 
     /// Whether this job is the same request as `req` (an idempotent resubmit).
+    /// The request this job came from, without its id: the same job again.
+    pub fn request(&self) -> JobRequest {
+        JobRequest {
+            source_path: self.source_path.clone(),
+            resolution: self.resolution,
+            bitrate: self.bitrate,
+            start_time: self.start_time,
+            is_mesh_mode: self.is_mesh_mode,
+            job_id: None,
+        }
+    }
+
     pub fn same_request(&self, req: &JobRequest) -> bool {
         self.source_path == req.source_path
             && self.resolution == req.resolution

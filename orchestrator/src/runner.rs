@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use rumqttc::{AsyncClient, QoS};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::core::{Core, Publish};
 
@@ -33,6 +33,9 @@ pub type Seal = Box<dyn Fn(&str, Vec<u8>) -> Vec<u8> + Send + Sync>;
 #[derive(Clone)]
 pub struct Runner {
     events: mpsc::Sender<Event>,
+    /// Counts the events handled: what watches the core (the dashboard's
+    /// event stream) wakes when it moves.
+    handled: watch::Receiver<u64>,
 }
 
 /// Messages decided and not yet handed to the MQTT client.
@@ -72,6 +75,7 @@ impl Runner {
     /// Starts the core thread and the publisher.
     pub fn start(core: Arc<Mutex<Core>>, client: AsyncClient, seal: Seal) -> Runner {
         let (events, mut queue) = mpsc::channel::<Event>(EVENT_QUEUE);
+        let (count, handled) = watch::channel(0u64);
         let outbox = Arc::new(Mutex::new(Outbox::default()));
         let ready = Arc::new(Notify::new());
         let (filled, filler) = (outbox.clone(), ready.clone());
@@ -83,6 +87,7 @@ impl Runner {
                         let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
                         event(&mut core)
                     };
+                    count.send_modify(|n| *n = n.wrapping_add(1));
                     if out.is_empty() {
                         continue;
                     }
@@ -114,7 +119,13 @@ impl Runner {
                 }
             }
         });
-        Runner { events }
+        Runner { events, handled }
+    }
+
+    /// Changes whenever an event was handled (and the core may have
+    /// changed).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.handled.clone()
     }
 
     /// Queues an event; waits only for room in the queue.

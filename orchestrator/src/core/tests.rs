@@ -1097,3 +1097,29 @@ fn an_unacknowledged_assignment_is_sent_again_after_every_connection() {
     let now = r.now;
     assert_eq!(orders(&r.core.on_connected(now)), 0);
 }
+
+#[test]
+fn a_finished_job_runs_again_as_a_new_job_and_a_running_one_does_not() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (id, _) = r.submit("x.mkv");
+    let now = r.now;
+    assert!(matches!(
+        r.core.run_again(id, now),
+        Err(JobError::Conflict(why)) if why.contains("cancel it first")
+    ));
+    r.core.cancel(id, now).unwrap();
+    let (again, out) = r.core.run_again(id, now).unwrap();
+    assert_ne!(again.job_id, id);
+    assert_eq!(again.source_path, "x.mkv");
+    assert!(!out.is_empty(), "queued and dispatched");
+    assert_eq!(
+        r.job(id).state,
+        JobState::Cancelled,
+        "the old one stays as it ended"
+    );
+    assert!(matches!(
+        r.core.run_again(Uuid::new_v4(), now),
+        Err(JobError::NotFound(_))
+    ));
+}
