@@ -31,6 +31,8 @@ use transcode_common::validate;
 
 /// How often time-driven work runs (timeouts, dispatch, pruning).
 const TICK_EVERY: Duration = Duration::from_millis(500);
+/// How long shutdown waits for open HTTP requests.
+const HTTP_GOODBYE: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the broker to take our goodbye.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -254,6 +256,7 @@ pub async fn run(
     };
 
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let streams: Arc<http::events::Streams> = Default::default();
     let server = tokio::spawn(
         warp::serve(http::routes(ApiState {
             core,
@@ -261,7 +264,7 @@ pub async fn run(
             media,
             durations: Durations::new(&config.media.ffprobe),
             access,
-            streams: Default::default(),
+            streams: streams.clone(),
             gate,
             limits: (config.http.submit_rate, config.http.submit_burst),
             logins: logins
@@ -333,7 +336,15 @@ pub async fn run(
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, closed).await;
     }
     drop(advertisement);
+    // Open dashboards end their event streams; a request still running
+    // (a segment held for its new holder) gets a little while.
+    streams.close();
     let _ = http_stop.send(());
-    let _ = server.await;
+    if tokio::time::timeout(HTTP_GOODBYE, server).await.is_err() {
+        tracing::warn!(
+            "HTTP requests still open after {} s were cut off",
+            HTTP_GOODBYE.as_secs()
+        );
+    }
     Ok(())
 }

@@ -720,14 +720,25 @@ impl Core {
         retained: bool,
         now: Now,
     ) -> Result<Vec<Publish>, String> {
+        let held_before = self
+            .registry
+            .heartbeat(worker_id)
+            .map(|hb| hb.active_jobs.len())
+            .unwrap_or_default();
         let transition =
             self.registry
                 .on_heartbeat(worker_id, payload, retained, now.instant, now.ms)?;
         log_transition(worker_id, &transition);
         let mut out = self.announce(worker_id);
         if !retained {
-            // A refusing worker may have a free slot again.
-            let mut retry = false;
+            // A refusing worker may have a free slot again, and so may one
+            // that let a run go (a cancelled run stopping counts until then).
+            let held_now = self
+                .registry
+                .heartbeat(worker_id)
+                .map(|hb| hb.active_jobs.len())
+                .unwrap_or_default();
+            let mut retry = held_now < held_before;
             for job in self.jobs.values_mut() {
                 if job.refused_by.as_deref() == Some(worker_id) {
                     job.refused_by = None;
@@ -1213,11 +1224,22 @@ impl Core {
             .map(|(hb, online)| {
                 let mut ids = held.get(hb.worker_id.as_str()).cloned().unwrap_or_default();
                 // Our own jobs count where we gave them: a run that just
-                // ended is still in the heartbeat made before its end.
+                // ended is still in the heartbeat made before its end. But
+                // a run we ended (cancelled, or moved to another worker)
+                // holds its slot until the worker says it stopped: sending
+                // the next job sooner only gets it refused, again and again.
                 ids.extend(
                     hb.active_jobs
                         .iter()
-                        .filter(|id| !self.jobs.contains_key(id))
+                        .filter(|id| match self.jobs.get(id) {
+                            None => true,
+                            Some(j) => {
+                                j.state == JobState::Cancelled
+                                    || (!j.is_mesh_mode
+                                        && j.is_running()
+                                        && j.worker_id.as_deref() != Some(hb.worker_id.as_str()))
+                            }
+                        })
                         .copied(),
                 );
                 Candidate {

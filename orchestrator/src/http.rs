@@ -17,6 +17,7 @@
 //! | `GET /stream/{id}/seg<N>.ts` | `302` to the worker holding the segment; held while it is encoded again |
 //! | `GET /api/media?path=DIR` | a folder of the media library; `403`/`404` |
 //! | `GET /source/{id}/{attempt}/{path}?sig=` | a run's source file for its worker (byte ranges); `403`/`404` |
+//! | `GET /`, `GET /jobs/{id}`, `GET /assets/{name}` | the dashboard (see `dashboard`), open: it asks for the token |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text |
 
@@ -39,6 +40,7 @@ use crate::media::Media;
 use crate::runner::Runner;
 use crate::segments;
 
+mod dashboard;
 pub mod events;
 mod media;
 
@@ -407,6 +409,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(library)
         .unify()
         .or(source)
+        .unify()
+        .or(dashboard::routes())
         .unify()
         .recover(handle_rejection)
 }

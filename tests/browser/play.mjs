@@ -24,11 +24,10 @@
 // with this process if that is killed (it runs under PR_SET_PDEATHSIG).
 
 import { createServer } from 'node:http';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch, missingChromium } from './chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -224,27 +223,15 @@ const server = createServer((req, res) => {
   }
 });
 
-// Chromium under PR_SET_PDEATHSIG: it dies with this process even when
-// this process is killed outright and cannot close it. playwright starts
-// the browser in a session of its own (out of our process group), and
-// /usr/bin/chromium execs the real binary, which keeps the setting.
-const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
-if (!existsSync(chromiumPath)) {
-  const reason = `${chromiumPath} is missing: run ./dev setup (apt-get install chromium)`;
-  process.stderr.write(`play.mjs: ${reason}\n`);
-  emit({ event: 'summary', ended: false, reason: 'harness_error: ' + reason, duration: null,
-         current_time: null, stall_s: 0, fatal_errors: [reason], errors: [], started_after_s: null,
+const missing = missingChromium();
+if (missing) {
+  process.stderr.write(`play.mjs: ${missing}\n`);
+  emit({ event: 'summary', ended: false, reason: 'harness_error: ' + missing, duration: null,
+         current_time: null, stall_s: 0, fatal_errors: [missing], errors: [], started_after_s: null,
          rate: opts.rate, elapsed_s: 0 });
   process.exit(1);
 }
-const wrapperDir = mkdtempSync(join(tmpdir(), 'play-mjs-'));
-let executablePath = chromiumPath;
-if (existsSync('/usr/bin/setpriv')) {
-  executablePath = join(wrapperDir, 'chromium');
-  writeFileSync(executablePath,
-    `#!/bin/sh\nexec /usr/bin/setpriv --pdeathsig KILL -- '${chromiumPath.replace(/'/g, `'\\''`)}' "$@"\n`,
-    { mode: 0o755 });
-}
+let cleanupLaunch = () => {};
 
 let browser = null;
 let page = null;
@@ -280,26 +267,9 @@ const timer = setTimeout(() => finish('timeout'), opts.timeout * 1000);
 async function main() {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    // Our own handlers close the browser and still print the summary.
-    handleSIGINT: false,
-    handleSIGTERM: false,
-    handleSIGHUP: false,
-    args: [
-      '--no-sandbox',
-      '--autoplay-policy=no-user-gesture-required',
-      '--mute-audio',
-      '--disable-dev-shm-usage',
-      '--disable-gpu',
-      '--no-first-run',
-      '--no-default-browser-check',
-      '--disable-background-timer-throttling',
-      '--disable-renderer-backgrounding',
-      '--disable-backgrounding-occluded-windows',
-    ],
-  });
+  const launched = await launch();
+  browser = launched.browser;
+  cleanupLaunch = launched.cleanup;
   browser.on('disconnected', () => finish('browser_gone'));
   const context = await browser.newContext();
   page = await context.newPage();
@@ -355,5 +325,5 @@ if (browser) {
   try { await withTimeout(browser.close(), 5000); } catch (_) { /* killed on exit */ }
 }
 server.close();
-try { rmSync(wrapperDir, { recursive: true, force: true }); } catch (_) {}
+cleanupLaunch();
 process.exit(ended && fatal.length === 0 ? 0 : 1);

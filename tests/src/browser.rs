@@ -309,3 +309,148 @@ fn playback(log: &Path, events: Vec<Value>) -> Playback {
         }
     }
 }
+
+/// One Chromium page a test acts on like a person (`tests/browser/drive.mjs`):
+/// load, click, type, wait for what the page shows, take a screenshot.
+/// Every request the page makes is kept ([`Page::requests`]).
+pub struct Page {
+    proc: Proc,
+    port: u16,
+    agent: ureq::Agent,
+}
+
+impl Page {
+    /// Opens a browser with one page of `width`×`height` CSS pixels.
+    pub fn open(log_dir: &Path, width: u32, height: u32) -> Page {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = format!("page-{n}");
+        let log = log_dir.join(format!("{name}.log"));
+        let script = harness_dir().join("drive.mjs");
+        let script = script.to_str().expect("the harness path is UTF-8");
+        let (w, h) = (width.to_string(), height.to_string());
+        let mut proc = Proc::spawn_group(
+            &name,
+            Path::new("node"),
+            &[script, "--width", &w, "--height", &h],
+            &[],
+            log_dir,
+        );
+        let port = crate::wait_until(Duration::from_secs(60), "the browser to start", || {
+            assert!(proc.is_running(), "drive.mjs exited:\n{}", proc.log());
+            read_events(&log, 0)
+                .iter()
+                .find(|e| e["event"] == "ready")
+                .and_then(|e| e["port"].as_u64())
+                .map(|p| p as u16)
+        });
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Page { proc, port, agent }
+    }
+
+    /// Sends one command; its value, or the browser's error.
+    pub fn try_command(&self, command: Value) -> Result<Value, String> {
+        let mut resp = self
+            .agent
+            .post(&format!("http://127.0.0.1:{}/", self.port))
+            .send(command.to_string())
+            .map_err(|e| format!("drive.mjs does not answer: {e}"))?;
+        let answer: Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| format!("drive.mjs answered something else than JSON: {e}"))?;
+        if answer["ok"] == true {
+            Ok(answer["value"].clone())
+        } else {
+            Err(answer["error"].as_str().unwrap_or("no reason").to_string())
+        }
+    }
+
+    fn command(&self, command: Value) -> Value {
+        let what = command.to_string();
+        self.try_command(command).unwrap_or_else(|e| {
+            panic!(
+                "the browser could not do {what}: {e}\n(the page's log: {})",
+                self.proc.name
+            )
+        })
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.command(serde_json::json!({"cmd": "goto", "url": url}));
+    }
+
+    /// The value of a JavaScript expression in the page.
+    pub fn eval(&self, js: &str) -> Value {
+        self.command(serde_json::json!({"cmd": "eval", "js": js}))
+    }
+
+    /// Waits until the expression is truthy in the page; its value and how
+    /// long that took. Panics with `what` after `timeout`.
+    pub fn wait(&self, what: &str, js: &str, timeout: Duration) -> (Value, Duration) {
+        let started = std::time::Instant::now();
+        match self.try_command(serde_json::json!({
+            "cmd": "wait", "js": js, "timeout_ms": timeout.as_millis() as u64
+        })) {
+            Ok(v) => (v["value"].clone(), started.elapsed()),
+            Err(e) => {
+                let body = self
+                    .try_command(
+                        serde_json::json!({"cmd": "eval", "js": "document.body.innerText"}),
+                    )
+                    .unwrap_or_default();
+                panic!(
+                    "the page did not show {what} within {timeout:?} ({e}); it shows:\n{}",
+                    body.as_str().unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    pub fn click(&self, selector: &str) {
+        self.command(serde_json::json!({"cmd": "click", "selector": selector}));
+    }
+
+    pub fn fill(&self, selector: &str, value: &str) {
+        self.command(serde_json::json!({"cmd": "fill", "selector": selector, "value": value}));
+    }
+
+    pub fn select(&self, selector: &str, value: &str) {
+        self.command(serde_json::json!({"cmd": "select", "selector": selector, "value": value}));
+    }
+
+    pub fn press(&self, key: &str) {
+        self.command(serde_json::json!({"cmd": "press", "key": key}));
+    }
+
+    pub fn screenshot(&self, path: &Path, full_page: bool) {
+        self.command(serde_json::json!({
+            "cmd": "screenshot", "path": path, "full_page": full_page
+        }));
+    }
+
+    /// Every URL the page asked for so far, in order.
+    pub fn requests(&self) -> Vec<String> {
+        strings(&self.command(serde_json::json!({"cmd": "requests"})))
+    }
+
+    /// Uncaught errors of the page's scripts so far.
+    pub fn page_errors(&self) -> Vec<String> {
+        read_events(self.proc.log_path(), 0)
+            .iter()
+            .filter(|e| e["event"] == "pageerror" || e["event"] == "crash")
+            .map(|e| e.to_string())
+            .collect()
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        let _ = self.try_command(serde_json::json!({"cmd": "close"}));
+        let _ = self.proc.wait_exit(Duration::from_secs(5));
+    }
+}

@@ -267,6 +267,11 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Where the process's stdout and stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Everything the process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -27,9 +27,21 @@ pub const EVERY: Duration = Duration::from_millis(250);
 /// Connections at once; more get a `503`.
 pub const MAX_CONNECTIONS: usize = 32;
 
-/// Counts the open streams.
-#[derive(Default)]
-pub struct Streams(AtomicUsize);
+/// Counts the open streams, and ends them all when the orchestrator stops
+/// (an open dashboard must not hold the HTTP server's graceful shutdown).
+pub struct Streams {
+    open: AtomicUsize,
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            open: AtomicUsize::new(0),
+            closing: watch::channel(false).0,
+        }
+    }
+}
 
 /// Held by one open stream.
 pub struct Slot(Arc<Streams>);
@@ -37,18 +49,23 @@ pub struct Slot(Arc<Streams>);
 impl Streams {
     /// A slot, unless [`MAX_CONNECTIONS`] are open.
     pub fn take(self: &Arc<Self>) -> Option<Slot> {
-        let taken = self.0.fetch_add(1, Ordering::AcqRel);
+        let taken = self.open.fetch_add(1, Ordering::AcqRel);
         if taken >= MAX_CONNECTIONS {
-            self.0.fetch_sub(1, Ordering::AcqRel);
+            self.open.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         Some(Slot(self.clone()))
+    }
+
+    /// Ends every open stream (and every later one at once).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -59,8 +76,11 @@ struct Sent {
     workers: HashMap<String, String>,
 }
 
+/// Items as (id, JSON).
+type Keyed = Vec<(String, String)>;
+
 /// An item's id and its JSON.
-fn keyed<T: Serialize>(items: &[T], id: impl Fn(&T) -> String) -> Vec<(String, String)> {
+fn keyed<T: Serialize>(items: &[T], id: impl Fn(&T) -> String) -> Keyed {
     items
         .iter()
         .map(|i| {
@@ -103,19 +123,29 @@ struct Connection {
     queued: std::collections::VecDeque<Event>,
     first: bool,
     last: Option<Instant>,
+    closing: watch::Receiver<bool>,
     _slot: Slot,
 }
 
 impl Connection {
     /// The views as they are now, keyed.
-    fn views(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fn views(&self) -> (Keyed, Keyed) {
         let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         let jobs = keyed(&core.jobs(), |j| j.job_id.to_string());
         let workers = keyed(&core.workers(), |w| w.worker_id.clone());
         (jobs, workers)
     }
 
+    /// The next event; `None` once the orchestrator stops.
     async fn next(&mut self) -> Option<Event> {
+        let mut closing = self.closing.clone();
+        tokio::select! {
+            event = self.next_event() => event,
+            _ = closing.wait_for(|c| *c) => None,
+        }
+    }
+
+    async fn next_event(&mut self) -> Option<Event> {
         loop {
             if let Some(e) = self.queued.pop_front() {
                 return Some(e);
@@ -169,6 +199,7 @@ pub fn stream(
         queued: Default::default(),
         first: true,
         last: None,
+        closing: slot.0.closing.subscribe(),
         _slot: slot,
     };
     stream::unfold(connection, |mut c| async move {
@@ -216,5 +247,37 @@ mod tests {
         assert!(streams.take().is_none());
         drop(held);
         assert!(streams.take().is_some());
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_stream() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::store::Store::open(dir.path()).expect("store");
+        let topics = transcode_common::topics::Topics::new("transcode").expect("topics");
+        let settings = crate::core::CoreSettings {
+            max_queued: 10,
+            heartbeat_timeout: Duration::from_secs(10),
+            max_attempts: 3,
+            assign_timeout: Duration::from_secs(20),
+            stall_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(60),
+            max_heartbeat_interval: Duration::from_secs(3600),
+            forget_after: Duration::from_secs(3600),
+        };
+        let now = crate::core::Now::current();
+        let core = crate::core::Core::open(store, topics, settings, None, now).expect("core");
+        let core = Arc::new(Mutex::new(core));
+        let (_tx, changes) = watch::channel(0);
+        let streams = Arc::new(Streams::default());
+        let slot = streams.take().expect("a slot");
+        let mut s = Box::pin(stream(core, changes, slot));
+        assert!(s.next().await.is_some(), "the snapshot");
+        streams.close();
+        let end = tokio::time::timeout(Duration::from_secs(5), s.next()).await;
+        assert!(
+            matches!(end, Ok(None)),
+            "the stream ends when the orchestrator stops"
+        );
     }
 }
