@@ -31,6 +31,14 @@ use transcode_common::validate;
 
 /// How often time-driven work runs (timeouts, dispatch, pruning).
 const TICK_EVERY: Duration = Duration::from_millis(500);
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How long shutdown waits for open HTTP requests.
 const HTTP_GOODBYE: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the broker to take our goodbye.
@@ -248,12 +256,7 @@ pub async fn run(
         client.clone(),
         Box::new(move |topic, payload| orders.seal(topic, payload)),
     );
-    let session = Session {
-        client: client.clone(),
-        topics,
-        runner: runner.clone(),
-        ha_status,
-    };
+    let mut session = Session::new(client.clone(), topics, runner.clone(), ha_status);
 
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let streams: Arc<http::events::Streams> = Default::default();
@@ -301,9 +304,11 @@ pub async fn run(
                 }).await;
             }
             _ = resync.notified() => session.resync().await,
+            _ = sleep_until_some(session.heartbeats_due()) => session.flush_heartbeats().await,
             event = events.recv() => match event {
                 Some(SessionEvent::Connected { .. }) => {
                     connected = true;
+                    session.flush_heartbeats().await;
                     session.on_connected().await;
                 }
                 Some(SessionEvent::Message(p)) => session.on_message(p.topic, p.payload, p.retain).await,
@@ -315,6 +320,7 @@ pub async fn run(
         }
     }
 
+    session.flush_heartbeats().await;
     tracing::info!("shutting down");
     if connected {
         let _ = client

@@ -412,6 +412,9 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(dashboard::routes())
         .unify()
+        // A boxed filter: the nested type of a dozen routes is too deep for
+        // the compiler to prove `Unpin` in a release build.
+        .boxed()
         .recover(handle_rejection)
 }
 

@@ -128,13 +128,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(transcode_orchestrator::app::run(
+    // On a worker thread, not this one: the MQTT client's task wakes the
+    // loop for every message, and a wake-up within a worker thread costs no
+    // switch between threads.
+    let run = runtime.spawn(transcode_orchestrator::app::run(
         config,
         transcode_common::shutdown_signal(),
-    )) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    ));
+    match runtime.block_on(run) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("transcode-orchestrator: {e:#}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("transcode-orchestrator: the orchestrator stopped unexpectedly: {e}");
             ExitCode::FAILURE
         }
     }

@@ -27,6 +27,70 @@ pub struct Session {
     pub runner: Runner,
     /// Home Assistant's status topic, when discovery is on.
     pub ha_status: Option<String>,
+    /// Heartbeats heard and not yet handed to the core (see [`HEARTBEATS_EVERY`]).
+    pub heartbeats: Vec<Heard>,
+}
+
+/// One heartbeat as it arrived.
+pub struct Heard {
+    worker_id: String,
+    payload: bytes::Bytes,
+    retained: bool,
+    at: Now,
+}
+
+/// Heartbeats go to the core together, at most this long after the first
+/// of them arrived: a thousand workers beating every second wake the core
+/// ten times a second, not a thousand. Anything else that arrives hands
+/// the waiting heartbeats over first, so the core hears everything in the
+/// order it arrived.
+pub const HEARTBEATS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// More waiting heartbeats than this go at once.
+const HEARTBEATS_AT_MOST: usize = 1000;
+
+impl Session {
+    pub fn new(
+        client: AsyncClient,
+        topics: Topics,
+        runner: Runner,
+        ha_status: Option<String>,
+    ) -> Session {
+        Session {
+            client,
+            topics,
+            runner,
+            ha_status,
+            heartbeats: Vec::new(),
+        }
+    }
+
+    /// When the waiting heartbeats are due at the core; `None` when none
+    /// waits.
+    pub fn heartbeats_due(&self) -> Option<tokio::time::Instant> {
+        self.heartbeats
+            .first()
+            .map(|h| tokio::time::Instant::from_std(h.at.instant) + HEARTBEATS_EVERY)
+    }
+
+    /// Hands the waiting heartbeats to the core, in the order they came.
+    pub async fn flush_heartbeats(&mut self) {
+        if self.heartbeats.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.heartbeats);
+        self.runner
+            .send(move |core| {
+                let mut out = Vec::new();
+                for h in batch {
+                    match core.on_heartbeat(&h.worker_id, &h.payload, h.retained, h.at) {
+                        Ok(more) => out.extend(more),
+                        Err(e) => tracing::warn!(worker_id = %h.worker_id, "{e}"),
+                    }
+                }
+                out
+            })
+            .await;
+    }
 }
 
 impl Session {
@@ -86,14 +150,28 @@ impl Session {
     }
 
     /// A message on one of our subscriptions, handed to the core's thread.
-    pub async fn on_message(&self, topic: String, payload: bytes::Bytes, retained: bool) {
+    pub async fn on_message(&mut self, topic: String, payload: bytes::Bytes, retained: bool) {
+        let parsed = self.topics.parse(&topic);
+        if let Some(Topic::WorkerHeartbeat(id)) = parsed {
+            self.heartbeats.push(Heard {
+                worker_id: id,
+                payload,
+                retained,
+                at: Now::current(),
+            });
+            if self.heartbeats.len() >= HEARTBEATS_AT_MOST {
+                self.flush_heartbeats().await;
+            }
+            return;
+        }
+        self.flush_heartbeats().await;
         if self.ha_status.as_deref() == Some(topic.as_str()) {
             self.runner
                 .send(move |core| core.on_ha_status(&payload))
                 .await;
             return;
         }
-        let Some(parsed) = self.topics.parse(&topic) else {
+        let Some(parsed) = parsed else {
             tracing::debug!(%topic, "message on a topic we do not handle");
             return;
         };
@@ -102,7 +180,6 @@ impl Session {
             .send(move |core| {
                 let now = Now::current();
                 let out = match parsed {
-                    Topic::WorkerHeartbeat(id) => core.on_heartbeat(&id, &payload, retained, now),
                     Topic::WorkerAvailability(id) => core.on_availability(&id, &payload, now),
                     Topic::JobStatus(id) => Ok(core.on_status(&id, &payload, now)),
                     Topic::ChunkStatus(id, attempt) => {
