@@ -164,10 +164,19 @@ fn the_dashboard_follows_workers_and_jobs_live_and_across_a_restart() {
     assert_eq!(page.eval("window.__same_page === true"), true);
     page.screenshot(&screenshots(&sys).join("dashboard.png"), true);
 
-    // Cancel button: the API says cancelled, and the page shows it.
-    page.click(&format!(
-        "#home [data-job=\"{j2}\"] button[data-action=cancel]"
-    ));
+    // Cancel from the keyboard: Tab reaches the button (focus survives the
+    // live updates that rebuild the job's entry), Enter presses it.
+    let button = format!("#home [data-job=\"{j2}\"] button[data-action=cancel]");
+    page.eval("document.activeElement && document.activeElement.blur(), true");
+    let reached = (0..80).any(|_| {
+        page.press("Tab");
+        page.eval(&format!(
+            "document.activeElement !== null && document.activeElement.matches({})",
+            Value::from(button.clone())
+        )) == true
+    });
+    assert!(reached, "Tab never reached the cancel button of job 2");
+    page.press("Enter");
     page_follows(
         &sys,
         &page,
