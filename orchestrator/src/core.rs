@@ -53,6 +53,24 @@ pub struct CoreSettings {
     pub forget_after: Duration,
 }
 
+#[cfg(test)]
+impl CoreSettings {
+    /// Settings for tests: short timeouts, a queue of 10,000, a minute of
+    /// retention.
+    pub fn for_tests() -> CoreSettings {
+        CoreSettings {
+            max_queued: 10_000,
+            heartbeat_timeout: Duration::from_secs(10),
+            max_attempts: 3,
+            assign_timeout: Duration::from_secs(20),
+            stall_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(60),
+            max_heartbeat_interval: Duration::from_secs(3600),
+            forget_after: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
 /// The moment an event happens, on both clocks the core needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
@@ -702,6 +720,13 @@ impl Core {
         out
     }
 
+    /// How many runs the worker's last heartbeat lists.
+    fn runs_listed(&self, worker_id: &str) -> usize {
+        self.registry
+            .heartbeat(worker_id)
+            .map_or(0, |hb| hb.active_jobs.len())
+    }
+
     /// A message on `.../workers/{id}/heartbeat`.
     pub fn on_heartbeat(
         &mut self,
@@ -720,11 +745,7 @@ impl Core {
         retained: bool,
         now: Now,
     ) -> Result<Vec<Publish>, String> {
-        let held_before = self
-            .registry
-            .heartbeat(worker_id)
-            .map(|hb| hb.active_jobs.len())
-            .unwrap_or_default();
+        let held_before = self.runs_listed(worker_id);
         let transition =
             self.registry
                 .on_heartbeat(worker_id, payload, retained, now.instant, now.ms)?;
@@ -733,12 +754,7 @@ impl Core {
         if !retained {
             // A refusing worker may have a free slot again, and so may one
             // that let a run go (a cancelled run stopping counts until then).
-            let held_now = self
-                .registry
-                .heartbeat(worker_id)
-                .map(|hb| hb.active_jobs.len())
-                .unwrap_or_default();
-            let mut retry = held_now < held_before;
+            let mut retry = self.runs_listed(worker_id) < held_before;
             for job in self.jobs.values_mut() {
                 if job.refused_by.as_deref() == Some(worker_id) {
                     job.refused_by = None;

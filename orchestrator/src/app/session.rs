@@ -28,7 +28,7 @@ pub struct Session {
     /// Home Assistant's status topic, when discovery is on.
     pub ha_status: Option<String>,
     /// Heartbeats heard and not yet handed to the core (see [`HEARTBEATS_EVERY`]).
-    pub heartbeats: Vec<Heard>,
+    heartbeats: Vec<Heard>,
 }
 
 /// One heartbeat as it arrived.

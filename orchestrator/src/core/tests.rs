@@ -10,16 +10,7 @@ struct Rig {
 }
 
 fn settings() -> CoreSettings {
-    CoreSettings {
-        max_queued: 10_000,
-        heartbeat_timeout: Duration::from_secs(10),
-        max_attempts: 3,
-        assign_timeout: Duration::from_secs(20),
-        stall_timeout: Duration::from_secs(30),
-        retention: Duration::from_secs(60),
-        max_heartbeat_interval: Duration::from_secs(3600),
-        forget_after: Duration::from_secs(7 * 24 * 3600),
-    }
+    CoreSettings::for_tests()
 }
 
 impl Rig {

@@ -255,16 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = crate::store::Store::open(dir.path()).expect("store");
         let topics = transcode_common::topics::Topics::new("transcode").expect("topics");
-        let settings = crate::core::CoreSettings {
-            max_queued: 10,
-            heartbeat_timeout: Duration::from_secs(10),
-            max_attempts: 3,
-            assign_timeout: Duration::from_secs(20),
-            stall_timeout: Duration::from_secs(30),
-            retention: Duration::from_secs(60),
-            max_heartbeat_interval: Duration::from_secs(3600),
-            forget_after: Duration::from_secs(3600),
-        };
+        let settings = crate::core::CoreSettings::for_tests();
         let now = crate::core::Now::current();
         let core = crate::core::Core::open(store, topics, settings, None, now).expect("core");
         let core = Arc::new(Mutex::new(core));
