@@ -1240,22 +1240,11 @@ impl Core {
             .map(|(hb, online)| {
                 let mut ids = held.get(hb.worker_id.as_str()).cloned().unwrap_or_default();
                 // Our own jobs count where we gave them: a run that just
-                // ended is still in the heartbeat made before its end. But
-                // a run we ended (cancelled, or moved to another worker)
-                // holds its slot until the worker says it stopped: sending
-                // the next job sooner only gets it refused, again and again.
+                // ended is still in the heartbeat made before its end.
                 ids.extend(
                     hb.active_jobs
                         .iter()
-                        .filter(|id| match self.jobs.get(id) {
-                            None => true,
-                            Some(j) => {
-                                j.state == JobState::Cancelled
-                                    || (!j.is_mesh_mode
-                                        && j.is_running()
-                                        && j.worker_id.as_deref() != Some(hb.worker_id.as_str()))
-                            }
-                        })
+                        .filter(|id| !self.jobs.contains_key(id))
                         .copied(),
                 );
                 Candidate {

@@ -742,29 +742,6 @@ fn cancel_reaches_the_worker_and_is_final() {
 }
 
 #[test]
-fn a_cancelled_run_holds_its_slot_until_the_worker_lets_it_go() {
-    let mut r = Rig::new();
-    r.worker("a", SW, &[]);
-    let (first, _) = r.submit("x.mkv");
-    r.status(first, "a", "processing", 1, json!({}));
-    r.worker("a", SW, &[first]);
-    let (next, _) = r.submit("y.mkv");
-    assert_eq!(r.job(next).state, JobState::Queued);
-    let now = r.now;
-    r.core.cancel(first, now).unwrap();
-    assert_eq!(
-        r.job(next).state,
-        JobState::Queued,
-        "the worker still stops the cancelled run: no slot yet"
-    );
-    r.worker("a", SW, &[first]);
-    assert_eq!(r.job(next).state, JobState::Queued, "still stopping");
-    r.worker("a", SW, &[]);
-    assert_eq!(r.job(next).state, JobState::Assigned, "stopped: its turn");
-    assert_eq!(r.job(next).attempt, 1, "never refused on the way");
-}
-
-#[test]
 fn resubmits_and_conflicts() {
     let mut r = Rig::new();
     let id = Uuid::new_v4();
