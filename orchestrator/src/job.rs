@@ -358,6 +358,7 @@ mod tests {
 
         let grid = Grid {
             segment_frames: 120,
+            lead: 0,
             fps_num: 30,
             fps_den: 1,
         };

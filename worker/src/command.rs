@@ -96,6 +96,27 @@ pub fn encoding_label(spec: &EncodeSpec) -> String {
     )
 }
 
+/// The `-force_key_frames` expression that puts a keyframe on the first
+/// frame of every segment of a run (`n` counts the run's frames): each
+/// short one by name, then every full segment's length.
+fn keyframes(w: &RunWindow) -> String {
+    let grid = w.grid;
+    let f = grid.segment_frames;
+    let first = grid.first_frame_of(w.first_segment);
+    let lead = u64::from(grid.lead);
+    if w.first_segment >= lead {
+        return format!("expr:eq(mod(n,{f}),0)");
+    }
+    let full_from = grid.first_frame_of(lead) - first;
+    let short: Vec<String> = (w.first_segment..lead)
+        .map(|i| format!("eq(n,{})", grid.first_frame_of(i) - first))
+        .collect();
+    format!(
+        "expr:if(lt(n,{full_from}),{},eq(mod(n-{full_from},{f}),0))",
+        short.join("+")
+    )
+}
+
 pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
     let w = &spec.window;
     let grid = w.grid;
@@ -184,7 +205,7 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
             "-keyint_min",
             &gop,
             "-force_key_frames",
-            &format!("expr:eq(mod(n,{f}),0)"),
+            &keyframes(w),
             "-sc_threshold",
             "0",
         ]),
@@ -245,8 +266,11 @@ pub fn ffmpeg_args(spec: &EncodeSpec) -> Vec<String> {
     // and 10 µs less, so that a keyframe whose 90 kHz timestamp rounds down
     // still reaches it (hlsenc compares pts − start against
     // hls_time × segments written, from the run's first packet).
-    let segment_us = u128::from(grid.segment_frames) * u128::from(grid.fps_den) * 1_000_000
-        / u128::from(grid.fps_num.max(1));
+    // The run's first segment is its shortest (short ones lead the grid),
+    // and every later one reaches the target too.
+    let segment_us =
+        u128::from(grid.frames_in(w.first_segment)) * u128::from(grid.fps_den) * 1_000_000
+            / u128::from(grid.fps_num.max(1));
     let hls_time_us = segment_us.saturating_sub(10).max(1);
     let hls_time = format!("{}.{:06}", hls_time_us / 1_000_000, hls_time_us % 1_000_000);
     push(&[
@@ -313,7 +337,7 @@ mod tests {
 
     fn window(first_segment: u64, segment_count: Option<u64>, job_first_frame: u64) -> RunWindow {
         RunWindow {
-            grid: RunWindow::grid_for((30, 1), 4),
+            grid: RunWindow::grid_for((30, 1), 4, false),
             first_segment,
             segment_count,
             job_first_frame,
@@ -353,7 +377,7 @@ mod tests {
             ((60000, 1001), 2, 120),
         ];
         for (rate, seconds, frames) in cases {
-            let g = RunWindow::grid_for(rate, seconds);
+            let g = RunWindow::grid_for(rate, seconds, false);
             assert_eq!(g.segment_frames, frames, "{rate:?}");
             assert!(g.validate().is_ok());
         }
@@ -471,13 +495,59 @@ mod tests {
         ];
         for (rate, want) in cases {
             let mut s = spec(Family::Software, "libx264");
-            s.window.grid = RunWindow::grid_for(rate, 4);
+            s.window.grid = RunWindow::grid_for(rate, 4, false);
             assert_eq!(
                 pair(&ffmpeg_args(&s), "-hls_time").as_deref(),
                 Some(want),
                 "{rate:?}"
             );
         }
+    }
+
+    #[test]
+    fn short_segments_lead_a_run_that_starts_among_them() {
+        // 1 s, 2 s, then 4 s at 30 fps: (first segment) → (keyframes,
+        // target length, audio start sample via the ts offset)
+        let cases = [
+            (
+                0,
+                "expr:if(lt(n,90),eq(n,0)+eq(n,30),eq(mod(n-90,120),0))",
+                "0.999990",
+                "10.000000",
+            ),
+            (
+                1,
+                "expr:if(lt(n,60),eq(n,0),eq(mod(n-60,120),0))",
+                "1.999990",
+                "11.000000",
+            ),
+            (2, "expr:eq(mod(n,120),0)", "3.999990", "13.000000"),
+            (4, "expr:eq(mod(n,120),0)", "3.999990", "21.000000"),
+        ];
+        for (first, keys, target, offset) in cases {
+            let mut s = spec(Family::Software, "libx264");
+            s.window = window(first, None, 0);
+            s.window.grid = RunWindow::grid_for((30, 1), 4, true);
+            let a = ffmpeg_args(&s);
+            assert_eq!(
+                pair(&a, "-force_key_frames").as_deref(),
+                Some(keys),
+                "{first}"
+            );
+            assert_eq!(pair(&a, "-hls_time").as_deref(), Some(target), "{first}");
+            assert_eq!(
+                pair(&a, "-output_ts_offset").as_deref(),
+                Some(offset),
+                "{first}"
+            );
+            assert_eq!(pair(&a, "-start_number"), Some(first.to_string()));
+        }
+        // Two segments from segment 1: 2 s + 4 s of frames.
+        let mut s = spec(Family::Software, "libx264");
+        s.window = window(1, Some(2), 0);
+        s.window.grid = RunWindow::grid_for((30, 1), 4, true);
+        let vf = pair(&ffmpeg_args(&s), "-vf").unwrap();
+        assert!(vf.starts_with("trim=start_frame=30:end_frame=210,"), "{vf}");
     }
 
     #[test]

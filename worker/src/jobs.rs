@@ -21,15 +21,20 @@ use transcode_common::wire::{self, ErrorKind, JobAssignment, JobState, JobStatus
 use uuid::Uuid;
 
 use crate::command::{self, EncodeSpec, RunWindow, PLAYLIST};
+use crate::ffprobe::SourceInfo;
 use crate::heartbeat::Activity;
 use crate::media::{self, Source};
 use crate::outputs::{Held, Outputs};
+use crate::probe::Family;
 use crate::progress::{self, ProgressParser};
 
 /// How long FFmpeg has to stop after `q` before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_millis(1500);
 /// How often FFmpeg's playlist is read for new segments.
 const SEGMENT_POLL: Duration = Duration::from_millis(200);
+/// How often FFmpeg's playlist is read until it lists the run's first
+/// segment.
+const FIRST_SEGMENT_POLL: Duration = Duration::from_millis(25);
 /// Progress is published at most this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// How many (job_id, attempt) pairs are remembered to drop redeliveries.
@@ -370,7 +375,13 @@ impl Jobs {
     async fn run(&self, a: JobAssignment, stop: oneshot::Receiver<StopReason>) {
         let job_id = a.job_id;
         let started = Instant::now();
-        let outcome = self.encode(&a, stop).await;
+        let mut stop = stop;
+        // A run that found its source's rate uneven starts over once, on
+        // the facts it found.
+        let outcome = match self.encode(&a, &mut stop, None).await {
+            Outcome::StartOver(info) => self.encode(&a, &mut stop, Some(*info)).await,
+            outcome => outcome,
+        };
         self.state().fps.remove(&job_id);
         let worker_id = self.worker_id();
         let mut s = JobStatus::new(job_id, JobState::Failed);
@@ -405,6 +416,14 @@ impl Jobs {
                 // The newer attempt reports for this job.
                 self.finish(job_id, a.attempt);
                 return;
+            }
+            Outcome::StartOver(_) => {
+                s.error = Some(format!(
+                    "worker {worker_id} found the source's frame rate uneven twice and gave up on {:?}",
+                    a.source_path
+                ));
+                s.error_kind = Some(ErrorKind::Input);
+                tracing::warn!("the source's frame rate could not be settled");
             }
             Outcome::Failed(kind, reason) => {
                 s.error = Some(reason.clone());
@@ -446,7 +465,14 @@ impl Jobs {
         format!("{}{job_id}/{PLAYLIST}", self.inner.settings.stream_base)
     }
 
-    async fn encode(&self, a: &JobAssignment, mut stop: oneshot::Receiver<StopReason>) -> Outcome {
+    /// One run of a job: the source located and probed (unless `known`
+    /// says what it is), FFmpeg started and watched to its end.
+    async fn encode(
+        &self,
+        a: &JobAssignment,
+        stop: &mut oneshot::Receiver<StopReason>,
+        known: Option<SourceInfo>,
+    ) -> Outcome {
         let settings = &self.inner.settings;
         let worker_id = &settings.worker_id;
         let job_id = a.job_id;
@@ -474,8 +500,12 @@ impl Jobs {
             Source::Local(_) => None,
         };
         let input = source.input();
-        let info = match self.source_info(a, &source, head.as_ref()).await {
-            Ok(info) => info,
+        let probed = match known {
+            Some(info) => Ok((info, None)),
+            None => self.source_info(a, &source, head.as_ref()).await,
+        };
+        let (info, mut rate_check) = match probed {
+            Ok(probed) => probed,
             Err(e) => {
                 // Over the network, a failed probe is the file's fault only
                 // if the orchestrator still answers.
@@ -492,18 +522,40 @@ impl Jobs {
                 );
             }
         };
+        let Some((encoder, family)) =
+            command::choose_encoder(&settings.encoders, a.encoder.as_deref())
+        else {
+            return Outcome::Failed(
+                ErrorKind::Worker,
+                match &a.encoder {
+                    Some(e) => format!(
+                        "worker {worker_id} cannot encode this part of job {job_id} with {e}, which the job's other parts use: its FFmpeg probe passed only {:?}",
+                        settings.encoders
+                    ),
+                    None => format!(
+                        "worker {worker_id} has no working H.264 encoder (the FFmpeg probe found none)"
+                    ),
+                },
+            );
+        };
+
         // The job's grid: the one its first run decided, or ours when this
         // is the first run.
-        let grid = a
-            .grid
-            .unwrap_or_else(|| RunWindow::grid_for(info.rate, settings.segment_seconds));
+        let grid = a.grid.unwrap_or_else(|| {
+            RunWindow::grid_for(
+                info.rate,
+                settings.segment_seconds,
+                family == Family::Software,
+            )
+        });
         let window = RunWindow {
             grid,
             first_segment: a.segment_offset.unwrap_or(0),
             // A sender that names a length instead gets whole segments.
-            segment_count: a
-                .segment_count
-                .or_else(|| a.duration.and_then(|d| RunWindow::segments_for(d, grid))),
+            segment_count: a.segment_count.or_else(|| {
+                a.duration
+                    .and_then(|d| RunWindow::segments_for(d, grid, a.segment_offset.unwrap_or(0)))
+            }),
             job_first_frame: RunWindow::first_frame(a.start_time, info.video_start, grid.fps()),
             video_start: info.video_start,
             variable_rate: info.variable_rate,
@@ -557,23 +609,6 @@ impl Jobs {
         };
         let before = window.offset_seconds();
         let total = info.duration.map(|d| d - a.start_time).filter(|t| *t > 0.0);
-        let Some((encoder, family)) =
-            command::choose_encoder(&settings.encoders, a.encoder.as_deref())
-        else {
-            return Outcome::Failed(
-                ErrorKind::Worker,
-                match &a.encoder {
-                    Some(e) => format!(
-                        "worker {worker_id} cannot encode this part of job {job_id} with {e}, which the job's other parts use: its FFmpeg probe passed only {:?}",
-                        settings.encoders
-                    ),
-                    None => format!(
-                        "worker {worker_id} has no working H.264 encoder (the FFmpeg probe found none)"
-                    ),
-                },
-            );
-        };
-
         let out_dir = self.inner.outputs.folder(job_id);
         if let Err(e) = tokio::fs::create_dir_all(&out_dir).await {
             return Outcome::Failed(
@@ -688,12 +723,18 @@ impl Jobs {
             // nothing (the last chunk runs to the real end) where one too
             // many costs a chunk that finds nothing.
             job_segments: total.map(|t| {
-                ((t / grid.segment_seconds()).floor().max(1.0) as u64).min(wire::MAX_SEGMENTS)
+                let frames = (t * grid.fps()).floor().max(0.0) as u64;
+                grid.segment_of_frame(frames).clamp(1, wire::MAX_SEGMENTS)
             }),
-            whole_only: None,
+            grid,
+            stopped: false,
         };
-        let mut watch = tokio::time::interval(SEGMENT_POLL);
+        // FFmpeg's playlist is read often until the first segment, which
+        // a player waits for, then at the pace of segments.
+        let mut first_watch = true;
+        let mut watch = tokio::time::interval(FIRST_SEGMENT_POLL);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut start_over: Option<SourceInfo> = None;
         let mut stopped: Option<StopReason> = None;
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut last_publish: Option<Instant> = None;
@@ -706,7 +747,7 @@ impl Jobs {
             };
             tokio::select! {
                 exit = child.wait() => break exit,
-                reason = &mut stop, if stopped.is_none() => {
+                reason = &mut *stop, if stopped.is_none() => {
                     let reason = reason.unwrap_or(StopReason::Shutdown);
                     stopped = Some(reason);
                     if let Some(mut pipe) = stdin.take() {
@@ -720,13 +761,35 @@ impl Jobs {
                     let _ = child.start_kill();
                     kill_at = None;
                 }
-                _ = watch.tick(), if stopped.is_none() => {
+                stamps = async {
+                    match rate_check.as_mut() {
+                        Some(check) => (&mut check.task).await.unwrap_or_default(),
+                        None => std::future::pending().await,
+                    }
+                }, if rate_check.is_some() && start_over.is_none() => {
+                    if let Some(check) = rate_check.take() {
+                        if let Rate::Varies(found) = self.judge_rate(a, check, &stamps, &info) {
+                            // Nothing was reported: FFmpeg goes, and the
+                            // run starts over on the constant rate.
+                            start_over = Some(found);
+                            let _ = child.start_kill();
+                        } else if stopped.is_none() {
+                            self.report_new_segments(a, &playlist, &mut held, &mut reporter).await;
+                        }
+                    }
+                }
+                _ = watch.tick(), if stopped.is_none() && rate_check.is_none() && start_over.is_none() => {
                     // New segments reach the orchestrator at once, not with
                     // the next progress tick.
                     self.report_new_segments(a, &playlist, &mut held, &mut reporter).await;
                     if reporter.next > start_number && status.stream_url.is_none() {
                         status.stream_url = Some(self.stream_url(job_id));
                         tracing::info!(stream_url = %self.stream_url(job_id), "first segment ready");
+                    }
+                    if first_watch && reporter.next > start_number {
+                        first_watch = false;
+                        watch = tokio::time::interval(SEGMENT_POLL);
+                        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     }
                 }
                 Some(p) = progress_rx.recv() => {
@@ -745,7 +808,7 @@ impl Jobs {
                     if reporter.next > start_number {
                         status.segments_done = Some(reporter.next);
                         status.resume_time = Some(
-                            a.start_time + (reporter.next * u64::from(grid.segment_frames)) as f64 / grid.fps(),
+                            a.start_time + grid.start_of(reporter.next),
                         );
                     }
                     status.served_segment = self.inner.outputs.served_max(job_id);
@@ -761,12 +824,22 @@ impl Jobs {
             Some(t) => t.await.unwrap_or_default(),
             None => Vec::new(),
         };
-        // Whatever FFmpeg finished before it stopped is ours to report; the
-        // segment a stop cut short is not (half a frame of slack: segments
-        // end just under their length).
-        if stopped.is_some() {
-            reporter.whole_only = Some(grid.segment_seconds() - 0.5 / grid.fps());
+        // FFmpeg ended before the rate check did: its word decides whether
+        // the segments stand.
+        if let Some(check) = rate_check.take() {
+            if let Rate::Varies(found) = self.finish_rate_check(a, check, &info).await {
+                start_over = Some(found);
+            }
         }
+        if let Some(found) = start_over {
+            return match stopped {
+                Some(reason) => Outcome::Stopped(reason, Box::new(status)),
+                None => Outcome::StartOver(Box::new(found)),
+            };
+        }
+        // Whatever FFmpeg finished before it stopped is ours to report; the
+        // segment a stop cut short is not.
+        reporter.stopped = stopped.is_some();
         self.report_new_segments(a, &playlist, &mut held, &mut reporter)
             .await;
         if let Some(reason) = stopped {
@@ -794,6 +867,9 @@ impl Jobs {
 }
 
 enum Outcome {
+    /// The source's facts changed under the run (its frame rate varies):
+    /// run again from the start with these.
+    StartOver(Box<SourceInfo>),
     Completed {
         stream_url: Option<String>,
         /// The next segment number: every one before it from this run's
@@ -851,3 +927,4 @@ mod source;
 mod statuses;
 
 use segments::SegmentReporter;
+use source::Rate;

@@ -246,6 +246,7 @@ mod tests {
     fn grid() -> Grid {
         Grid {
             segment_frames: 120,
+            lead: 0,
             fps_num: 30,
             fps_den: 1,
         }

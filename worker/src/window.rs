@@ -27,6 +27,10 @@ pub struct RunWindow {
     pub sample_rate: u32,
 }
 
+/// The most short segments a job's grid starts with (1 s, 2 s before 4 s
+/// segments takes two).
+const MAX_SHORT_LEAD: u8 = 3;
+
 /// Samples in one AAC frame.
 const AAC_FRAME: u128 = 1024;
 
@@ -55,22 +59,40 @@ pub struct AudioCut {
 
 impl RunWindow {
     /// The grid of a job whose first run happens here: `segment_seconds`
-    /// of whole frames at the source's rate.
-    pub fn grid_for(rate: (u32, u32), segment_seconds: u32) -> Grid {
+    /// of whole frames at the source's rate, led by short segments (each
+    /// half the next, the first at least a second) when the encoder puts
+    /// keyframes where it is told (software); a hardware encoder's fixed
+    /// GOP cuts only full segments.
+    pub fn grid_for(rate: (u32, u32), segment_seconds: u32, short_lead: bool) -> Grid {
         let fps = f64::from(rate.0) / f64::from(rate.1.max(1));
+        let segment_frames = (f64::from(segment_seconds.max(1)) * fps).round().max(1.0) as u32;
+        let one_second = fps.round().max(1.0) as u32;
+        let lead = if short_lead {
+            (0..=MAX_SHORT_LEAD)
+                .rev()
+                .find(|k| segment_frames >> k >= one_second)
+                .unwrap_or(0)
+        } else {
+            0
+        };
         Grid {
-            segment_frames: (f64::from(segment_seconds.max(1)) * fps).round().max(1.0) as u32,
+            segment_frames,
             fps_num: rate.0,
             fps_den: rate.1.max(1),
+            lead,
         }
     }
 
-    /// Whole segments that cover `seconds` of output (an assignment's
-    /// `duration`, from a sender that does not count segments).
-    pub fn segments_for(seconds: f64, grid: Grid) -> Option<u64> {
-        let segment = grid.segment_seconds();
-        (seconds.is_finite() && seconds > 0.0 && segment > 0.0)
-            .then(|| ((seconds / segment) - 1e-9).ceil().max(1.0) as u64)
+    /// Whole segments from `first_segment` that cover `seconds` of output
+    /// (an assignment's `duration`, from a sender that does not count
+    /// segments).
+    pub fn segments_for(seconds: f64, grid: Grid, first_segment: u64) -> Option<u64> {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return None;
+        }
+        let frames = (seconds * grid.fps() - 1e-6).ceil().max(1.0) as u64;
+        let last = grid.first_frame_of(first_segment) + frames - 1;
+        Some(grid.segment_of_frame(last) + 1 - first_segment)
     }
 
     /// The job's first frame for a `start_time`.
@@ -84,7 +106,7 @@ impl RunWindow {
 
     /// The source frame this run starts at.
     pub fn first_frame_of_run(&self) -> u64 {
-        self.job_first_frame + self.first_segment * u64::from(self.grid.segment_frames)
+        self.job_first_frame + self.grid.first_frame_of(self.first_segment)
     }
 
     /// Frames before the run's first one that are decoded and dropped (a
@@ -113,13 +135,15 @@ impl RunWindow {
 
     /// Frames this run writes; `None`: to the end.
     pub fn frames(&self) -> Option<u64> {
-        self.segment_count
-            .map(|c| c * u64::from(self.grid.segment_frames))
+        self.segment_count.map(|c| {
+            self.grid.first_frame_of(self.first_segment + c)
+                - self.grid.first_frame_of(self.first_segment)
+        })
     }
 
     /// Seconds of output before this run's first frame, in the whole job.
     pub fn offset_seconds(&self) -> f64 {
-        (self.first_segment * u64::from(self.grid.segment_frames)) as f64 / self.fps()
+        self.grid.start_of(self.first_segment)
     }
 
     /// Where the run's first video frame is, in seconds after what the
@@ -132,12 +156,11 @@ impl RunWindow {
         }
     }
 
-    /// `segment × segment_frames × sample_rate / fps` as a fraction: the
-    /// job-time sample where a segment starts.
+    /// `first frame × sample_rate / fps` as a fraction: the job-time
+    /// sample where a segment starts.
     fn segment_sample(&self, segment: u64) -> (u128, u128) {
         let g = self.grid;
-        let num = u128::from(segment)
-            * u128::from(g.segment_frames)
+        let num = u128::from(g.first_frame_of(segment))
             * u128::from(self.sample_rate)
             * u128::from(g.fps_den);
         (num, u128::from(g.fps_num.max(1)))
@@ -188,18 +211,53 @@ mod tests {
 
     #[test]
     fn durations_become_whole_segments() {
-        let grid = RunWindow::grid_for((30, 1), 4);
+        let plain = RunWindow::grid_for((30, 1), 4, false);
+        // 1 s, 2 s, then 4 s.
+        let short = RunWindow::grid_for((30, 1), 4, true);
         let cases = [
-            (8.0, Some(2)),
-            (8.5, Some(3)),
-            (0.1, Some(1)),
-            (4.0, Some(1)),
-            (0.0, None),
-            (-3.0, None),
-            (f64::NAN, None),
+            (plain, 0, 8.0, Some(2)),
+            (plain, 0, 8.5, Some(3)),
+            (plain, 0, 0.1, Some(1)),
+            (plain, 0, 4.0, Some(1)),
+            (plain, 5, 4.0, Some(1)),
+            (plain, 0, 0.0, None),
+            (plain, 0, -3.0, None),
+            (plain, 0, f64::NAN, None),
+            (short, 0, 1.0, Some(1)),
+            (short, 0, 3.0, Some(2)),
+            (short, 0, 7.0, Some(3)),
+            (short, 0, 7.5, Some(4)),
+            (short, 1, 2.0, Some(1)),
+            (short, 1, 6.0, Some(2)),
+            (short, 2, 8.0, Some(2)),
         ];
-        for (seconds, want) in cases {
-            assert_eq!(RunWindow::segments_for(seconds, grid), want, "{seconds}");
+        for (grid, first, seconds, want) in cases {
+            assert_eq!(
+                RunWindow::segments_for(seconds, grid, first),
+                want,
+                "{seconds} s from segment {first} of {grid:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn leads_start_at_a_second() {
+        // (rate, segment seconds, software) → lead
+        let cases = [
+            ((30, 1), 4, true, 2),
+            ((30, 1), 4, false, 0),
+            ((24000, 1001), 4, true, 2),
+            ((25, 1), 6, true, 2),
+            ((30, 1), 10, true, 3),
+            ((30, 1), 2, true, 1),
+            ((30, 1), 1, true, 0),
+            ((60000, 1001), 2, true, 1),
+        ];
+        for (rate, seconds, software, lead) in cases {
+            let g = RunWindow::grid_for(rate, seconds, software);
+            assert_eq!(g.lead, lead, "{rate:?} {seconds} s");
+            assert!(g.validate().is_ok(), "{g:?}");
+            assert!(g.seconds_in(0) >= 0.99, "{g:?}");
         }
     }
 }

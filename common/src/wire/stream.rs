@@ -12,16 +12,29 @@ pub const MAX_SEGMENTS: u64 = 200_000;
 /// The longest segment a report may announce, in seconds.
 pub const MAX_SEGMENT_SECONDS: f64 = 60.0;
 
-/// A job's frame grid: segment `i` holds the job's frames
-/// `[i × segment_frames, (i + 1) × segment_frames)`, counted from the first
-/// frame at `start_time`, at the constant rate `fps_num / fps_den`. Runs
-/// that start at any segment on any worker produce segments whose
-/// timestamps continue exactly where the previous one ended.
+/// The most short segments a grid may start with.
+pub const MAX_LEAD: u8 = 4;
+
+/// A job's frame grid: whole frames counted from the first frame at
+/// `start_time`, at the constant rate `fps_num / fps_den`, cut into
+/// segments of `segment_frames` frames, except that the first `lead`
+/// segments are short so that a player starts sooner: segment `i < lead`
+/// holds `segment_frames >> (lead − i)` frames (with 4 s segments and a
+/// lead of 2: 1 s, 2 s, then 4 s each). Runs that start at any segment on
+/// any worker produce segments whose timestamps continue exactly where the
+/// previous one ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Grid {
     pub segment_frames: u32,
     pub fps_num: u32,
     pub fps_den: u32,
+    /// Short segments before the full ones; absent: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lead: u8,
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }
 
 impl Grid {
@@ -32,6 +45,47 @@ impl Grid {
     /// Seconds of video in one full segment.
     pub fn segment_seconds(&self) -> f64 {
         f64::from(self.segment_frames) / self.fps()
+    }
+
+    /// Frames in segment `segment`.
+    pub fn frames_in(&self, segment: u64) -> u64 {
+        let lead = u64::from(self.lead.min(MAX_LEAD));
+        if segment < lead {
+            u64::from(self.segment_frames >> (lead - segment))
+        } else {
+            u64::from(self.segment_frames)
+        }
+    }
+
+    /// Seconds of video in segment `segment`.
+    pub fn seconds_in(&self, segment: u64) -> f64 {
+        self.frames_in(segment) as f64 / self.fps()
+    }
+
+    /// The job's frame that segment `segment` starts with.
+    pub fn first_frame_of(&self, segment: u64) -> u64 {
+        let lead = u64::from(self.lead.min(MAX_LEAD));
+        let short: u64 = (0..segment.min(lead)).map(|i| self.frames_in(i)).sum();
+        short + segment.saturating_sub(lead) * u64::from(self.segment_frames)
+    }
+
+    /// Seconds of the job before segment `segment`.
+    pub fn start_of(&self, segment: u64) -> f64 {
+        self.first_frame_of(segment) as f64 / self.fps()
+    }
+
+    /// The segment that holds the job's frame `frame`: as many segments as
+    /// end at or before it.
+    pub fn segment_of_frame(&self, frame: u64) -> u64 {
+        let lead = u64::from(self.lead.min(MAX_LEAD));
+        let mut i = 0;
+        while i < lead {
+            if frame < self.first_frame_of(i + 1) {
+                return i;
+            }
+            i += 1;
+        }
+        lead + (frame - self.first_frame_of(lead)) / u64::from(self.segment_frames.max(1))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -51,6 +105,12 @@ impl Grid {
             return Err(format!(
                 "{} frames per segment is not between 1 frame and {MAX_SEGMENT_SECONDS} s",
                 self.segment_frames
+            ));
+        }
+        if self.lead > MAX_LEAD || self.segment_frames >> self.lead == 0 {
+            return Err(format!(
+                "{} short segments before segments of {} frames: at most {MAX_LEAD}, and the first must hold a frame",
+                self.lead, self.segment_frames
             ));
         }
         Ok(())
@@ -194,4 +254,75 @@ pub enum OutputAction {
     Delete,
     /// Send an inventory of the job's folder (a report was lost).
     Report,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(segment_frames: u32, fps: (u32, u32), lead: u8) -> Grid {
+        Grid {
+            segment_frames,
+            fps_num: fps.0,
+            fps_den: fps.1,
+            lead,
+        }
+    }
+
+    #[test]
+    fn short_segments_lead_the_grid() {
+        // (grid, segment) → (frames in it, its first frame)
+        let cases = [
+            (grid(120, (30, 1), 0), 0, (120, 0)),
+            (grid(120, (30, 1), 0), 3, (120, 360)),
+            // 1 s, 2 s, then 4 s.
+            (grid(120, (30, 1), 2), 0, (30, 0)),
+            (grid(120, (30, 1), 2), 1, (60, 30)),
+            (grid(120, (30, 1), 2), 2, (120, 90)),
+            (grid(120, (30, 1), 2), 5, (120, 450)),
+            // 23.976: 1.001 s, 2.002 s, then 4.004 s.
+            (grid(96, (24000, 1001), 2), 1, (48, 24)),
+            (grid(96, (24000, 1001), 2), 3, (96, 168)),
+            // An odd count rounds the short ones down: 37, 75, then 150.
+            (grid(150, (25, 1), 2), 0, (37, 0)),
+            (grid(150, (25, 1), 2), 2, (150, 112)),
+        ];
+        for (g, segment, (frames, first)) in cases {
+            assert_eq!(g.frames_in(segment), frames, "{g:?} segment {segment}");
+            assert_eq!(g.first_frame_of(segment), first, "{g:?} segment {segment}");
+            // Every frame of the segment maps back to it.
+            assert_eq!(g.segment_of_frame(first), segment, "{g:?} frame {first}");
+            assert_eq!(
+                g.segment_of_frame(first + frames - 1),
+                segment,
+                "{g:?} frame {}",
+                first + frames - 1
+            );
+        }
+        assert!((grid(120, (30, 1), 2).start_of(2) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn grids_are_checked() {
+        let cases = [
+            (grid(120, (30, 1), 2), true),
+            (grid(120, (30, 1), 4), true),
+            (grid(120, (30, 1), 5), false),
+            (grid(2, (30, 1), 2), false),
+            (grid(0, (30, 1), 0), false),
+            (grid(120, (0, 1), 0), false),
+            (grid(3000, (30, 1), 0), false),
+        ];
+        for (g, ok) in cases {
+            assert_eq!(g.validate().is_ok(), ok, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn a_grid_without_a_lead_reads_and_writes_as_before() {
+        let old = r#"{"segment_frames":120,"fps_num":30,"fps_den":1}"#;
+        let g: Grid = serde_json::from_str(old).expect("an old grid reads");
+        assert_eq!(g.lead, 0);
+        assert_eq!(serde_json::to_string(&g).expect("writes"), old);
+    }
 }

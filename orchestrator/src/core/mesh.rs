@@ -205,7 +205,9 @@ impl Core {
             job.progress = self.share_done(job, total);
             let have = (job.progress / 100.0 * total as f64).round() as u64;
             job.eta_s = job.grid.filter(|_| job.fps > 0.0).map(|g| {
-                let frames = total.saturating_sub(have) * u64::from(g.segment_frames);
+                let frames = g
+                    .first_frame_of(total)
+                    .saturating_sub(g.first_frame_of(have));
                 (frames as f64 / job.fps).round()
             });
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use rumqttc::QoS;
 use transcode_common::unix_ms;
 use transcode_common::wire::{
-    self, JobAssignment, OutputAction, OutputCommand, SegmentInfo, SegmentReport,
+    self, Grid, JobAssignment, OutputAction, OutputCommand, SegmentInfo, SegmentReport,
     MAX_REPORT_SEGMENTS,
 };
 use uuid::Uuid;
@@ -24,9 +24,11 @@ pub struct SegmentReporter {
     pub end: Option<u64>,
     /// The job's length in segments by this run's probe of the source.
     pub job_segments: Option<u64>,
+    /// The job's grid: how long each segment is.
+    pub grid: Grid,
     /// Set once FFmpeg was told to stop: the segment it was writing ends
-    /// short, and only segments at least this long (seconds) are whole.
-    pub whole_only: Option<f64>,
+    /// short, and only segments of their grid length are whole.
+    pub stopped: bool,
 }
 
 impl Jobs {
@@ -48,7 +50,9 @@ impl Jobs {
             if index != reporter.next || reporter.end.is_some_and(|e| index >= e) {
                 continue;
             }
-            if reporter.whole_only.is_some_and(|min| duration < min) {
+            // Half a frame of slack: segments end just under their length.
+            let whole = reporter.grid.seconds_in(index) - 0.5 / reporter.grid.fps();
+            if reporter.stopped && duration < whole {
                 // Cut short by the stop: the next run encodes it whole.
                 tracing::debug!(job_id = %a.job_id, index, duration, "segment cut short by the stop, not reported");
                 break;

@@ -80,16 +80,34 @@ impl Probes {
     }
 }
 
+/// The check of a source's frame rate against its frames' timestamps,
+/// running beside FFmpeg: most sources keep their stated rate, and the
+/// first segment should not wait for the proof.
+pub(super) struct RateCheck {
+    /// The frames' timestamps, when read.
+    pub task: tokio::task::JoinHandle<Vec<f64>>,
+    stamp: Option<FileStamp>,
+}
+
+/// What a finished [`RateCheck`] found.
+pub(super) enum Rate {
+    /// The stated rate holds: the run's segments stand.
+    Holds,
+    /// The frames come unevenly: the run starts over with these facts.
+    Varies(SourceInfo),
+}
+
 impl Jobs {
-    /// The source's facts: sniffed, probed and its frame rate checked, or
-    /// what an earlier run of the same job here found in the same file.
-    /// `head` is what the source URL's first request brought.
+    /// The source's facts: sniffed and probed, or what an earlier run of
+    /// the same job here found in the same file. `head` is what the source
+    /// URL's first request brought. A fresh probe comes with the check of
+    /// its frame rate, still running.
     pub(super) async fn source_info(
         &self,
         a: &JobAssignment,
         source: &Source,
         head: Option<&Head>,
-    ) -> Result<SourceInfo, String> {
+    ) -> Result<(SourceInfo, Option<RateCheck>), String> {
         let settings = &self.inner.settings;
         // The local file's metadata and first bytes are read on tokio's
         // blocking threads.
@@ -110,7 +128,7 @@ impl Jobs {
             .as_ref()
             .and_then(|s| self.state().probes.get(a.job_id, s))
         {
-            return Ok(info);
+            return Ok((info, None));
         }
         match (source, head) {
             (Source::Local(path), _) => {
@@ -124,40 +142,67 @@ impl Jobs {
             (Source::Remote { .. }, None) => {}
         }
         let input = source.input();
-        let input = &input;
-        let mut info = ffprobe::probe(&settings.ffprobe, input, settings.probe_timeout).await?;
+        let info = ffprobe::probe(&settings.ffprobe, &input, settings.probe_timeout).await?;
         // The container's word on the frame rate is checked against the
-        // frames' timestamps: a variable rate is made constant.
-        // Over the network each place costs a connection and what it
-        // reads: a second (still dozens of frames) instead of three.
+        // frames' timestamps. Over the network each place costs a
+        // connection and what it reads: a second (still dozens of frames)
+        // instead of three.
         let seconds = match source {
             Source::Local(_) => 3,
             Source::Remote { .. } => 1,
         };
-        let stamps = ffprobe::sample_frame_times(
-            &settings.ffprobe,
-            input,
-            info.duration,
-            seconds,
+        let (ffprobe, timeout, duration) = (
+            settings.ffprobe.clone(),
             settings.probe_timeout,
-        )
-        .await;
-        if let Some((true, average)) = ffprobe::frame_timing(&stamps, info.fps) {
-            let rate = ffprobe::standard_rate((((average * 1000.0).round()) as u32, 1000));
-            tracing::info!(
-                stated = info.fps,
-                average,
-                ?rate,
-                "the source's frame rate varies; it is made constant"
-            );
-            info.variable_rate = true;
-            info.rate = rate;
-            info.fps = f64::from(rate.0) / f64::from(rate.1);
+            info.duration,
+        );
+        let task = tokio::spawn(async move {
+            ffprobe::sample_frame_times(&ffprobe, &input, duration, seconds, timeout).await
+        });
+        Ok((info, Some(RateCheck { task, stamp })))
+    }
+
+    /// Waits for a rate check's end and judges it.
+    pub(super) async fn finish_rate_check(
+        &self,
+        a: &JobAssignment,
+        mut check: RateCheck,
+        info: &SourceInfo,
+    ) -> Rate {
+        let stamps = (&mut check.task).await.unwrap_or_default();
+        self.judge_rate(a, check, &stamps, info)
+    }
+
+    /// What the frames' timestamps say of the stated rate; the facts it
+    /// leaves are kept for the job's next runs here.
+    pub(super) fn judge_rate(
+        &self,
+        a: &JobAssignment,
+        check: RateCheck,
+        stamps: &[f64],
+        info: &SourceInfo,
+    ) -> Rate {
+        let mut info = info.clone();
+        let rate = match ffprobe::frame_timing(stamps, info.fps) {
+            Some((true, average)) => {
+                let rate = ffprobe::standard_rate((((average * 1000.0).round()) as u32, 1000));
+                tracing::info!(
+                    stated = info.fps,
+                    average,
+                    ?rate,
+                    "the source's frame rate varies; it is made constant and the run starts over"
+                );
+                info.variable_rate = true;
+                info.rate = rate;
+                info.fps = f64::from(rate.0) / f64::from(rate.1);
+                Rate::Varies(info.clone())
+            }
+            _ => Rate::Holds,
+        };
+        if let Some(stamp) = check.stamp {
+            self.state().probes.put(a.job_id, stamp, info);
         }
-        if let Some(stamp) = stamp {
-            self.state().probes.put(a.job_id, stamp, info.clone());
-        }
-        Ok(info)
+        rate
     }
 }
 
