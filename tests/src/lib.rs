@@ -519,22 +519,11 @@ pub fn env(key: &str, value: impl Into<String>) -> (String, String) {
 
 /// A worker speaking the real protocol: persistent session, retained last
 /// will, `online` and a retained heartbeat on every connection.
-pub async fn simulated_worker(id: String, port: u16) {
-    use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
-    let topics = transcode_common::topics::Topics::new("transcode").expect("prefix");
-    let mut opts = MqttOptions::new(format!("worker-{id}"), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    opts.set_clean_session(false);
-    opts.set_last_will(LastWill::new(
-        topics.worker_availability(&id),
-        "offline",
-        QoS::AtLeastOnce,
-        true,
-    ));
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+/// The heartbeat of a simulated worker: idle, one slot, libx264, Linux.
+pub fn simulated_heartbeat(id: &str) -> transcode_common::wire::Heartbeat {
     use transcode_common::wire::{Heartbeat, Os, WorkerStatus};
-    let heartbeat = Heartbeat {
-        worker_id: id.clone(),
+    Heartbeat {
+        worker_id: id.to_string(),
         ip_address: "127.0.0.1".into(),
         port: 9,
         os: Os::Linux,
@@ -553,7 +542,23 @@ pub async fn simulated_worker(id: String, port: u16) {
         interval_s: Some(15),
         timestamp: Some(transcode_common::unix_ms()),
         finished_runs: Vec::new(),
-    };
+    }
+}
+
+pub async fn simulated_worker(id: String, port: u16) {
+    use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+    let topics = transcode_common::topics::Topics::new("transcode").expect("prefix");
+    let mut opts = MqttOptions::new(format!("worker-{id}"), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(false);
+    opts.set_last_will(LastWill::new(
+        topics.worker_availability(&id),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let heartbeat = simulated_heartbeat(&id);
     let payload = transcode_common::wire::encode(&heartbeat);
     loop {
         match eventloop.poll().await {

@@ -85,9 +85,10 @@ fn download(port: u16, path: &str) -> Result<(u16, u64, Vec<u8>), String> {
 #[test]
 fn two_hundred_players_get_a_20_mb_segment_whole_while_the_worker_stays_small() {
     let sys = System::new();
-    // 7 s of noise at 1080p, encoded at 50 Mbit/s: 1 s and 2 s segments
-    // (the short ones a player starts on), then a 4 s one of about 26 MB.
-    make_noisy_media(&sys.dir.path().join("media/noisy.mkv"), 1920, 1080, 7);
+    // 8 s of noise at 1080p, encoded at 50 Mbit/s: 1 s, 1 s and 2 s
+    // segments (the short ones a player starts on), then a 4 s one of
+    // about 26 MB.
+    make_noisy_media(&sys.dir.path().join("media/noisy.mkv"), 1920, 1080, 8);
     let _o = sys.start_orchestrator();
     let worker = sys.start_online("w1", &[]);
     let id =
@@ -97,14 +98,14 @@ fn two_hundred_players_get_a_20_mb_segment_whole_while_the_worker_stays_small() 
         .as_u64()
         .expect("port") as u16;
     let folder = sys.dir.path().join("out-w1").join(&id);
-    let segment = std::fs::read(folder.join("seg2.ts")).expect("the job's first full segment");
+    let segment = std::fs::read(folder.join("seg3.ts")).expect("the job's first full segment");
     let len = segment.len() as u64;
     assert!(
         len >= SEGMENT_BYTES,
         "the segment has {len} bytes, fewer than the {SEGMENT_BYTES} this test is about"
     );
     let want: Vec<u8> = Sha256::digest(&segment).to_vec();
-    let seg_path = format!("/hls/{id}/seg2.ts");
+    let seg_path = format!("/hls/{id}/seg3.ts");
 
     // 200 downloads at once, the worker's memory sampled all the while.
     let pid = worker.pid().as_raw();

@@ -79,14 +79,13 @@ fn the_orchestrator_writes_the_playlist_from_the_first_segment_to_the_end() {
     sys.wait_job(&id, "completed", JOB);
     let (_, text) = playlist(&sys, &id);
     assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
-    // The player starts on short segments: 1 s, 2 s, then 4 s ones, and
-    // the film's last second.
+    // The player starts on short segments: 1 s, 1 s, 2 s, then 4 s ones.
     let lengths: Vec<f64> = text
         .lines()
         .filter_map(|l| l.strip_prefix("#EXTINF:"))
         .filter_map(|l| l.trim_end_matches(',').parse().ok())
         .collect();
-    let want = [1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 1.0];
+    let want = [1.0, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0];
     assert_eq!(lengths.len(), want.len(), "{text}");
     for (got, want) in lengths.iter().zip(want) {
         assert!((got - want).abs() < 0.02, "{got} s where {want} s\n{text}");
@@ -269,8 +268,8 @@ fn bad_segment_reports_are_refused_and_logged() {
     let id = sys.submit(&json!({"source_path": "clip.mkv", "resolution": "480p", "bitrate": "1M"}));
     sys.wait_job(&id, "completed", JOB);
     let (_, before) = playlist(&sys, &id);
-    // The job's grid: 4 s segments led by 1 s and 2 s ones.
-    let grid = json!({"segment_frames": 120, "fps_num": 30, "fps_den": 1, "lead": 2});
+    // The job's grid: 4 s segments, the first cut into 1 s, 1 s and 2 s.
+    let grid = json!({"segment_frames": 120, "fps_num": 30, "fps_den": 1, "lead": 3});
     let report = |worker: &str, job: &str, segs: Value| {
         json!({"worker_id": worker, "job_id": job, "attempt": 1, "segments": segs,
             "grid": grid, "encoding": "libx264 854x480 1000k aac"})

@@ -103,7 +103,7 @@ fn keyframes(w: &RunWindow) -> String {
     let grid = w.grid;
     let f = grid.segment_frames;
     let first = grid.first_frame_of(w.first_segment);
-    let lead = u64::from(grid.lead);
+    let lead = grid.short_segments();
     if w.first_segment >= lead {
         return format!("expr:eq(mod(n,{f}),0)");
     }
@@ -506,23 +506,29 @@ mod tests {
 
     #[test]
     fn short_segments_lead_a_run_that_starts_among_them() {
-        // 1 s, 2 s, then 4 s at 30 fps: (first segment) → (keyframes,
-        // target length, audio start sample via the ts offset)
+        // 1 s, 1 s, 2 s, then 4 s at 30 fps: (first segment) →
+        // (keyframes, target length, timestamp offset)
         let cases = [
             (
                 0,
-                "expr:if(lt(n,90),eq(n,0)+eq(n,30),eq(mod(n-90,120),0))",
+                "expr:if(lt(n,120),eq(n,0)+eq(n,30)+eq(n,60),eq(mod(n-120,120),0))",
                 "0.999990",
                 "10.000000",
             ),
             (
                 1,
-                "expr:if(lt(n,60),eq(n,0),eq(mod(n-60,120),0))",
-                "1.999990",
+                "expr:if(lt(n,90),eq(n,0)+eq(n,30),eq(mod(n-90,120),0))",
+                "0.999990",
                 "11.000000",
             ),
-            (2, "expr:eq(mod(n,120),0)", "3.999990", "13.000000"),
-            (4, "expr:eq(mod(n,120),0)", "3.999990", "21.000000"),
+            (
+                2,
+                "expr:if(lt(n,60),eq(n,0),eq(mod(n-60,120),0))",
+                "1.999990",
+                "12.000000",
+            ),
+            (3, "expr:eq(mod(n,120),0)", "3.999990", "14.000000"),
+            (5, "expr:eq(mod(n,120),0)", "3.999990", "22.000000"),
         ];
         for (first, keys, target, offset) in cases {
             let mut s = spec(Family::Software, "libx264");
@@ -542,12 +548,12 @@ mod tests {
             );
             assert_eq!(pair(&a, "-start_number"), Some(first.to_string()));
         }
-        // Two segments from segment 1: 2 s + 4 s of frames.
+        // Two segments from segment 1: 1 s + 2 s of frames.
         let mut s = spec(Family::Software, "libx264");
         s.window = window(1, Some(2), 0);
         s.window.grid = RunWindow::grid_for((30, 1), 4, true);
         let vf = pair(&ffmpeg_args(&s), "-vf").unwrap();
-        assert!(vf.starts_with("trim=start_frame=30:end_frame=210,"), "{vf}");
+        assert!(vf.starts_with("trim=start_frame=30:end_frame=120,"), "{vf}");
     }
 
     #[test]

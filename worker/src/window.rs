@@ -27,9 +27,9 @@ pub struct RunWindow {
     pub sample_rate: u32,
 }
 
-/// The most short segments a job's grid starts with (1 s, 2 s before 4 s
-/// segments takes two).
-const MAX_SHORT_LEAD: u8 = 3;
+/// The most short segments a job's first full segment is cut into (1 s,
+/// 1 s, 2 s of a 4 s one takes three).
+const MAX_SHORT_LEAD: u8 = 4;
 
 /// Samples in one AAC frame.
 const AAC_FRAME: u128 = 1024;
@@ -59,8 +59,8 @@ pub struct AudioCut {
 
 impl RunWindow {
     /// The grid of a job whose first run happens here: `segment_seconds`
-    /// of whole frames at the source's rate, led by short segments (each
-    /// half the next, the first at least a second) when the encoder puts
+    /// of whole frames at the source's rate, the first of them cut into
+    /// short ones (the shortest at least a second) when the encoder puts
     /// keyframes where it is told (software); a hardware encoder's fixed
     /// GOP cuts only full segments.
     pub fn grid_for(rate: (u32, u32), segment_seconds: u32, short_lead: bool) -> Grid {
@@ -68,9 +68,9 @@ impl RunWindow {
         let segment_frames = (f64::from(segment_seconds.max(1)) * fps).round().max(1.0) as u32;
         let one_second = fps.round().max(1.0) as u32;
         let lead = if short_lead {
-            (0..=MAX_SHORT_LEAD)
+            (2..=MAX_SHORT_LEAD)
                 .rev()
-                .find(|k| segment_frames >> k >= one_second)
+                .find(|k| segment_frames >> (k - 1) >= one_second)
                 .unwrap_or(0)
         } else {
             0
@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn durations_become_whole_segments() {
         let plain = RunWindow::grid_for((30, 1), 4, false);
-        // 1 s, 2 s, then 4 s.
+        // 1 s, 1 s, 2 s, then 4 s.
         let short = RunWindow::grid_for((30, 1), 4, true);
         let cases = [
             (plain, 0, 8.0, Some(2)),
@@ -224,12 +224,12 @@ mod tests {
             (plain, 0, -3.0, None),
             (plain, 0, f64::NAN, None),
             (short, 0, 1.0, Some(1)),
-            (short, 0, 3.0, Some(2)),
-            (short, 0, 7.0, Some(3)),
-            (short, 0, 7.5, Some(4)),
-            (short, 1, 2.0, Some(1)),
-            (short, 1, 6.0, Some(2)),
-            (short, 2, 8.0, Some(2)),
+            (short, 0, 2.0, Some(2)),
+            (short, 0, 4.0, Some(3)),
+            (short, 0, 4.5, Some(4)),
+            (short, 1, 1.0, Some(1)),
+            (short, 1, 7.0, Some(3)),
+            (short, 3, 8.0, Some(2)),
         ];
         for (grid, first, seconds, want) in cases {
             assert_eq!(
@@ -244,14 +244,14 @@ mod tests {
     fn leads_start_at_a_second() {
         // (rate, segment seconds, software) → lead
         let cases = [
-            ((30, 1), 4, true, 2),
+            ((30, 1), 4, true, 3),
             ((30, 1), 4, false, 0),
-            ((24000, 1001), 4, true, 2),
-            ((25, 1), 6, true, 2),
-            ((30, 1), 10, true, 3),
-            ((30, 1), 2, true, 1),
+            ((24000, 1001), 4, true, 3),
+            ((25, 1), 6, true, 3),
+            ((30, 1), 10, true, 4),
+            ((30, 1), 2, true, 2),
             ((30, 1), 1, true, 0),
-            ((60000, 1001), 2, true, 1),
+            ((60000, 1001), 2, true, 2),
         ];
         for (rate, seconds, software, lead) in cases {
             let g = RunWindow::grid_for(rate, seconds, software);

@@ -17,18 +17,20 @@ pub const MAX_LEAD: u8 = 4;
 
 /// A job's frame grid: whole frames counted from the first frame at
 /// `start_time`, at the constant rate `fps_num / fps_den`, cut into
-/// segments of `segment_frames` frames, except that the first `lead`
-/// segments are short so that a player starts sooner: segment `i < lead`
-/// holds `segment_frames >> (lead − i)` frames (with 4 s segments and a
-/// lead of 2: 1 s, 2 s, then 4 s each). Runs that start at any segment on
-/// any worker produce segments whose timestamps continue exactly where the
+/// segments of `segment_frames` frames. With a `lead` of `k` (2 or more),
+/// the first of those segments is cut into `k` short ones so that a player
+/// starts sooner: two of `segment_frames >> (k − 1)` frames, then each
+/// twice the one before, the last taking what is left (4 s segments with a
+/// lead of 3: 1 s, 1 s, 2 s, then 4 s each); every later segment starts
+/// where it would without a lead. Runs that start at any segment on any
+/// worker produce segments whose timestamps continue exactly where the
 /// previous one ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Grid {
     pub segment_frames: u32,
     pub fps_num: u32,
     pub fps_den: u32,
-    /// Short segments before the full ones; absent: none.
+    /// Short segments the first full one is cut into; absent: none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lead: u8,
 }
@@ -47,13 +49,25 @@ impl Grid {
         f64::from(self.segment_frames) / self.fps()
     }
 
+    /// How many short segments lead the grid: 0 when none do (a lead of 1
+    /// cuts nothing).
+    pub fn short_segments(&self) -> u64 {
+        match self.lead {
+            0 | 1 => 0,
+            k => u64::from(k.min(MAX_LEAD)),
+        }
+    }
+
     /// Frames in segment `segment`.
     pub fn frames_in(&self, segment: u64) -> u64 {
-        let lead = u64::from(self.lead.min(MAX_LEAD));
-        if segment < lead {
-            u64::from(self.segment_frames >> (lead - segment))
+        let lead = self.short_segments();
+        let full = u64::from(self.segment_frames);
+        if segment >= lead {
+            full
+        } else if segment + 1 == lead {
+            full - self.first_frame_of(segment)
         } else {
-            u64::from(self.segment_frames)
+            full >> (lead - segment.max(1))
         }
     }
 
@@ -64,9 +78,16 @@ impl Grid {
 
     /// The job's frame that segment `segment` starts with.
     pub fn first_frame_of(&self, segment: u64) -> u64 {
-        let lead = u64::from(self.lead.min(MAX_LEAD));
-        let short: u64 = (0..segment.min(lead)).map(|i| self.frames_in(i)).sum();
-        short + segment.saturating_sub(lead) * u64::from(self.segment_frames)
+        let lead = self.short_segments();
+        let full = u64::from(self.segment_frames);
+        if lead == 0 {
+            segment * full
+        } else if segment >= lead {
+            // The short segments make up one full one.
+            (segment + 1 - lead) * full
+        } else {
+            (0..segment).map(|i| full >> (lead - i.max(1))).sum()
+        }
     }
 
     /// Seconds of the job before segment `segment`.
@@ -74,18 +95,20 @@ impl Grid {
         self.first_frame_of(segment) as f64 / self.fps()
     }
 
-    /// The segment that holds the job's frame `frame`: as many segments as
-    /// end at or before it.
+    /// The segment that holds the job's frame `frame`.
     pub fn segment_of_frame(&self, frame: u64) -> u64 {
-        let lead = u64::from(self.lead.min(MAX_LEAD));
-        let mut i = 0;
-        while i < lead {
-            if frame < self.first_frame_of(i + 1) {
-                return i;
-            }
-            i += 1;
+        let lead = self.short_segments();
+        let full = u64::from(self.segment_frames.max(1));
+        if lead == 0 {
+            return frame / full;
         }
-        lead + (frame - self.first_frame_of(lead)) / u64::from(self.segment_frames.max(1))
+        if frame >= full {
+            return lead - 1 + frame / full;
+        }
+        (0..lead)
+            .rev()
+            .find(|i| self.first_frame_of(*i) <= frame)
+            .unwrap_or(0)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -107,9 +130,9 @@ impl Grid {
                 self.segment_frames
             ));
         }
-        if self.lead > MAX_LEAD || self.segment_frames >> self.lead == 0 {
+        if self.lead > MAX_LEAD || (self.lead > 1 && self.segment_frames >> (self.lead - 1) == 0) {
             return Err(format!(
-                "{} short segments before segments of {} frames: at most {MAX_LEAD}, and the first must hold a frame",
+                "{} short segments in the first of {} frames: at most {MAX_LEAD}, each at least a frame",
                 self.lead, self.segment_frames
             ));
         }
@@ -275,17 +298,26 @@ mod tests {
         let cases = [
             (grid(120, (30, 1), 0), 0, (120, 0)),
             (grid(120, (30, 1), 0), 3, (120, 360)),
-            // 1 s, 2 s, then 4 s.
-            (grid(120, (30, 1), 2), 0, (30, 0)),
-            (grid(120, (30, 1), 2), 1, (60, 30)),
-            (grid(120, (30, 1), 2), 2, (120, 90)),
-            (grid(120, (30, 1), 2), 5, (120, 450)),
-            // 23.976: 1.001 s, 2.002 s, then 4.004 s.
-            (grid(96, (24000, 1001), 2), 1, (48, 24)),
-            (grid(96, (24000, 1001), 2), 3, (96, 168)),
-            // An odd count rounds the short ones down: 37, 75, then 150.
-            (grid(150, (25, 1), 2), 0, (37, 0)),
-            (grid(150, (25, 1), 2), 2, (150, 112)),
+            // 1 s, 1 s, 2 s, then 4 s from 4 s on, as without a lead.
+            (grid(120, (30, 1), 3), 0, (30, 0)),
+            (grid(120, (30, 1), 3), 1, (30, 30)),
+            (grid(120, (30, 1), 3), 2, (60, 60)),
+            (grid(120, (30, 1), 3), 3, (120, 120)),
+            (grid(120, (30, 1), 3), 5, (120, 360)),
+            // 2 s, 2 s.
+            (grid(120, (30, 1), 2), 1, (60, 60)),
+            (grid(120, (30, 1), 2), 2, (120, 120)),
+            // A lead of 1 cuts nothing.
+            (grid(120, (30, 1), 1), 1, (120, 120)),
+            // 23.976: 1.001 s, 1.001 s, 2.002 s, then 4.004 s.
+            (grid(96, (24000, 1001), 3), 2, (48, 48)),
+            (grid(96, (24000, 1001), 3), 4, (96, 192)),
+            // Uneven halves: the last short one takes what is left.
+            (grid(150, (25, 1), 3), 1, (37, 37)),
+            (grid(150, (25, 1), 3), 2, (76, 74)),
+            (grid(150, (25, 1), 3), 3, (150, 150)),
+            (grid(300, (30, 1), 4), 2, (75, 74)),
+            (grid(300, (30, 1), 4), 3, (151, 149)),
         ];
         for (g, segment, (frames, first)) in cases {
             assert_eq!(g.frames_in(segment), frames, "{g:?} segment {segment}");
@@ -299,16 +331,17 @@ mod tests {
                 first + frames - 1
             );
         }
-        assert!((grid(120, (30, 1), 2).start_of(2) - 3.0).abs() < 1e-9);
+        assert!((grid(120, (30, 1), 3).start_of(3) - 4.0).abs() < 1e-9);
     }
 
     #[test]
     fn grids_are_checked() {
         let cases = [
-            (grid(120, (30, 1), 2), true),
+            (grid(120, (30, 1), 3), true),
             (grid(120, (30, 1), 4), true),
             (grid(120, (30, 1), 5), false),
-            (grid(2, (30, 1), 2), false),
+            (grid(2, (30, 1), 3), false),
+            (grid(2, (30, 1), 2), true),
             (grid(0, (30, 1), 0), false),
             (grid(120, (0, 1), 0), false),
             (grid(3000, (30, 1), 0), false),

@@ -502,6 +502,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+mod dispatch;
 mod load;
 mod stream;
 
@@ -529,7 +530,8 @@ fn main() {
             figure().print();
         }
     }
-    let sections: [Named<fn()>; 7] = [
+    let sections: [Named<fn()>; 8] = [
+        ("dispatch", dispatch::dispatch),
         ("first", stream::first_segment_and_whole_job),
         ("failover", failover_playback),
         ("mesh-first", mesh_first_segment),
