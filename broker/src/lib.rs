@@ -16,6 +16,7 @@
 
 pub mod guard;
 pub mod mdns;
+mod nodelay;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -198,6 +199,9 @@ pub fn start(settings: &BrokerSettings) -> Result<RunningBroker, BrokerError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if TcpStream::connect_timeout(&connect_addr, Duration::from_millis(200)).is_ok() {
+            if !nodelay::on_listener(settings.listen) && cfg!(target_os = "linux") {
+                tracing::warn!(listen = %settings.listen, "could not turn Nagle's algorithm off for the broker's connections; small packets may wait 40 ms");
+            }
             tracing::info!(listen = %settings.listen, "embedded MQTT broker is accepting connections");
             return Ok(RunningBroker { connect_addr });
         }

@@ -646,15 +646,16 @@ pub fn http_request_with_body(
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
+    // The whole request in one write, sent at once (as curl does).
+    let _ = s.set_nodelay(true);
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
-    write!(
-        s,
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n{body}"
-    )
-    .expect("send");
+    );
+    s.write_all(request.as_bytes()).expect("send");
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let split = raw
