@@ -505,7 +505,9 @@ fn encoded_traversal_never_leaves_the_job_folder() {
 
 /// An assignment sent by hand with a `duration` (the seed's split-job
 /// field) and a `segment_offset` encodes whole segments from there; as a
-/// part of a split job it reports on its chunk's topic.
+/// part of a split job it reports on its chunk's topic. (The grid its run
+/// decides cuts the first 4 s into 1 s, 1 s and 2 s: segment 3 is the
+/// first full one.)
 #[test]
 fn a_hand_sent_part_encodes_the_segments_its_duration_covers() {
     let sys = System::new();
@@ -517,7 +519,7 @@ fn a_hand_sent_part_encodes_the_segments_its_duration_covers() {
         &sys,
         "w",
         &json!({"job_id": id, "source_path": "part.mkv", "resolution": "480p", "bitrate": "1M",
-            "start_time": 0, "is_mesh_mode": true, "segment_offset": 2, "duration": 7.5}),
+            "start_time": 0, "is_mesh_mode": true, "segment_offset": 3, "duration": 7.5}),
     );
     let topic = format!("transcode/jobs/{id}/chunks/1");
     let done = wait_until(JOB, "the part's completed status", || {
@@ -525,7 +527,7 @@ fn a_hand_sent_part_encodes_the_segments_its_duration_covers() {
             .and_then(|p| serde_json::from_str::<Value>(&p).ok())
             .filter(|s| s["state"] == "completed")
     });
-    assert_eq!(done["segments_done"], 4, "{done}");
+    assert_eq!(done["segments_done"], 5, "{done}");
     assert!(
         status(&sys, &id).is_none(),
         "the job's topic is the orchestrator's"
