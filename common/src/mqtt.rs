@@ -202,6 +202,15 @@ pub struct Redirect {
     pub refused: mpsc::UnboundedSender<BrokerAddr>,
 }
 
+/// Every packet leaves at once: with Nagle's algorithm an assignment or a
+/// status written right after another small packet waited for the
+/// broker's delayed acknowledgement (40 ms on Linux).
+pub fn send_at_once(eventloop: &mut EventLoop) {
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+}
+
 /// Creates the client and starts driving its event loop.
 pub fn connect(
     opts: MqttOptions,
@@ -209,12 +218,7 @@ pub fn connect(
     redirect: Option<Redirect>,
 ) -> (AsyncClient, mpsc::Receiver<SessionEvent>) {
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
-    // Every packet leaves at once: with Nagle's algorithm an assignment or
-    // a status written right after another small packet waited for the
-    // broker's delayed acknowledgement (40 ms on Linux).
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
+    send_at_once(&mut eventloop);
     // Bounded: an owner that cannot keep up slows the event loop down (and
     // the broker behind it) instead of piling messages up in memory.
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);

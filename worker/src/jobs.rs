@@ -548,13 +548,14 @@ impl Jobs {
                 family == Family::Software,
             )
         });
+        let first_segment = a.segment_offset.unwrap_or(0);
         let window = RunWindow {
             grid,
-            first_segment: a.segment_offset.unwrap_or(0),
+            first_segment,
             // A sender that names a length instead gets whole segments.
             segment_count: a.segment_count.or_else(|| {
                 a.duration
-                    .and_then(|d| RunWindow::segments_for(d, grid, a.segment_offset.unwrap_or(0)))
+                    .and_then(|d| RunWindow::segments_for(d, grid, first_segment))
             }),
             job_first_frame: RunWindow::first_frame(a.start_time, info.video_start, grid.fps()),
             video_start: info.video_start,

@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use transcode_common::mqtt::send_at_once;
 use transcode_common::topics::Topics;
 use transcode_common::wire::{self, ErrorKind, JobState, JobStatus};
 use transcode_tests::System;
@@ -32,7 +33,7 @@ async fn taker(port: u16, arrived: mpsc::Sender<Instant>) {
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    nodelay(&mut eventloop);
+    send_at_once(&mut eventloop);
     let heartbeat = wire::encode(&transcode_tests::simulated_heartbeat(id));
     let mut beat = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -92,13 +93,6 @@ async fn taker(port: u16, arrived: mpsc::Sender<Instant>) {
     }
 }
 
-/// Packets leave at once, as from our own clients (`common::mqtt`).
-fn nodelay(eventloop: &mut rumqttc::EventLoop) {
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-}
-
 /// Two clients of the broker, one subscribed to what the other sends.
 struct Hop {
     client: AsyncClient,
@@ -134,7 +128,7 @@ impl Hop {
             .expect("the hop's subscriber");
         let opts = MqttOptions::new("bench-hop-out", "127.0.0.1", port);
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
-        nodelay(&mut eventloop);
+        send_at_once(&mut eventloop);
         runtime.spawn(async move {
             loop {
                 if eventloop.poll().await.is_err() {
