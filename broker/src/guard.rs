@@ -22,6 +22,8 @@ use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::{Error, Packet, Protocol};
 use transcode_common::{unix_ms, validate, wire};
 
+use crate::tap::Tap;
+
 /// A logged-in connection as the gate knows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Client {
@@ -119,10 +121,12 @@ impl std::fmt::Debug for Gate {
     }
 }
 
-/// rumqttd's MQTT 3.1.1 codec behind a [`Gate`]; one copy per connection.
+/// rumqttd's MQTT 3.1.1 codec behind a [`Gate`], and in front of a
+/// [`Tap`] that copies what passed; one copy per connection.
 #[derive(Clone)]
 pub struct Guarded {
-    gate: Arc<Gate>,
+    gate: Option<Arc<Gate>>,
+    tap: Option<Arc<Tap>>,
     /// Set by the connection's CONNECT.
     who: Option<Client>,
     /// When its login was last found to hold.
@@ -131,8 +135,14 @@ pub struct Guarded {
 
 impl Guarded {
     pub fn new(gate: Arc<Gate>) -> Guarded {
+        Guarded::with(Some(gate), None)
+    }
+
+    /// Either part may be missing: without a gate every packet passes.
+    pub fn with(gate: Option<Arc<Gate>>, tap: Option<Arc<Tap>>) -> Guarded {
         Guarded {
             gate,
+            tap,
             who: None,
             checked: None,
         }
@@ -140,6 +150,9 @@ impl Guarded {
 
     /// Applies the policy to one packet the client sent.
     fn screen(&mut self, packet: &mut Packet) -> Result<(), Error> {
+        let Some(gate) = self.gate.as_deref() else {
+            return Ok(());
+        };
         if let Packet::Connect(connect, _, will, _, login) = packet {
             let who = Client::new(
                 &connect.client_id,
@@ -149,8 +162,8 @@ impl Guarded {
             );
             if let Some(w) = will.as_ref() {
                 let topic = String::from_utf8_lossy(&w.topic);
-                if let Err(why) = self.gate.policy.publish(&who, &topic, &w.message) {
-                    self.gate.refuse(&who, "last will", &topic, &why);
+                if let Err(why) = gate.policy.publish(&who, &topic, &w.message) {
+                    gate.refuse(&who, "last will", &topic, &why);
                     *will = None;
                 }
             }
@@ -163,7 +176,7 @@ impl Guarded {
             return Ok(());
         };
         if self.checked.is_none_or(|t| t.elapsed() >= RECHECK_EVERY) {
-            if let Err(why) = self.gate.policy.still_valid(who) {
+            if let Err(why) = gate.policy.still_valid(who) {
                 tracing::warn!(
                     client_id = ?validate::truncate(&who.client_id, 60),
                     "closing the connection of client {:?}: {why}",
@@ -176,12 +189,12 @@ impl Guarded {
         match packet {
             Packet::Publish(publish, _) => {
                 let verdict = match std::str::from_utf8(&publish.topic) {
-                    Ok(topic) => self.gate.policy.publish(who, topic, &publish.payload),
+                    Ok(topic) => gate.policy.publish(who, topic, &publish.payload),
                     Err(_) => Err("its topic is not UTF-8".to_string()),
                 };
                 if let Err(why) = verdict {
                     let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-                    self.gate.refuse(who, "publish", &topic, &why);
+                    gate.refuse(who, "publish", &topic, &why);
                     let note = wire::Refusal {
                         client_id: who.client_id.clone(),
                         topic,
@@ -189,16 +202,16 @@ impl Guarded {
                         bytes: publish.payload.len(),
                         timestamp: unix_ms(),
                     };
-                    publish.topic = Bytes::from(self.gate.refused_topic.clone());
+                    publish.topic = Bytes::from(gate.refused_topic.clone());
                     publish.payload = Bytes::from(wire::encode(&note));
                     publish.retain = false;
                 }
             }
             Packet::Subscribe(subscribe, _) => {
                 for filter in &mut subscribe.filters {
-                    if let Err(why) = self.gate.policy.subscribe(who, &filter.path) {
-                        self.gate.refuse(who, "subscription", &filter.path, &why);
-                        filter.path = self.gate.nothing();
+                    if let Err(why) = gate.policy.subscribe(who, &filter.path) {
+                        gate.refuse(who, "subscription", &filter.path, &why);
+                        filter.path = gate.nothing();
                     }
                 }
             }
@@ -212,6 +225,9 @@ impl Protocol for Guarded {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
         let mut packet = V4.read_mut(stream, max_size)?;
         self.screen(&mut packet)?;
+        if let (Some(tap), Packet::Publish(publish, _)) = (&self.tap, &packet) {
+            tap.offer(&publish.topic, &publish.payload);
+        }
         Ok(packet)
     }
 

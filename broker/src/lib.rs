@@ -9,14 +9,20 @@
 //! every client's publishes, last will and subscriptions are checked against
 //! its login (rumqttd itself has no access rules).
 //!
+//! [`tap`] copies chosen publishes (the workers' heartbeats) for the
+//! embedding process as they arrive; [`local`] is that process's own
+//! client, in memory.
+//!
 //! [`mdns`] advertises it on the LAN as `_mqtt._tcp`.
 //!
 //! The broker keeps its state in memory only; the orchestrator's job store is
 //! the truth, and workers re-publish their retained topics after reconnecting.
 
 pub mod guard;
+pub mod local;
 pub mod mdns;
 mod nodelay;
+pub mod tap;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -56,6 +62,8 @@ pub struct BrokerSettings {
     pub max_payload_bytes: usize,
     /// When set, what each login may publish and subscribe to.
     pub gate: Option<Arc<guard::Gate>>,
+    /// When set, copies of the publishes it matches, for this process.
+    pub tap: Option<Arc<tap::Tap>>,
 }
 
 impl BrokerSettings {
@@ -68,6 +76,7 @@ impl BrokerSettings {
             max_connections: 1024,
             max_payload_bytes: 2 * 1024 * 1024,
             gate: None,
+            tap: None,
         }
     }
 }
@@ -85,12 +94,37 @@ pub enum BrokerError {
 
 /// A running embedded broker. Dropping it does not stop the broker: rumqttd
 /// cannot be stopped, so it lives as long as the process.
-#[derive(Debug)]
 pub struct RunningBroker {
-    /// Where clients of this process should connect (loopback when the
-    /// listener binds every interface).
+    /// Where clients of other processes on this machine connect (loopback
+    /// when the listener binds every interface).
     pub connect_addr: SocketAddr,
+    links: local::LinkMaker,
 }
+
+impl std::fmt::Debug for RunningBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningBroker")
+            .field("connect_addr", &self.connect_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningBroker {
+    /// A client of this process, linked to the router in memory (see
+    /// [`local`]); `name` starts its client id.
+    pub fn local_client(
+        &self,
+        name: &str,
+    ) -> Result<(local::LocalClient, local::LocalEvents), local::LocalError> {
+        local::connect(&self.links, name)
+    }
+}
+
+/// The size of one segment of a topic's log in the broker's memory.
+pub const SEGMENT_BYTES: usize = 256 * 1024;
+/// Segments a topic's log keeps (the one being written included): a topic
+/// holds at most about 1 MiB, plus one message larger than a segment.
+pub const SEGMENTS_PER_TOPIC: usize = 4;
 
 /// Builds the rumqttd configuration from our settings.
 pub fn rumqttd_config(settings: &BrokerSettings) -> Config {
@@ -129,8 +163,16 @@ pub fn rumqttd_config(settings: &BrokerSettings) -> Config {
             // 0 would refuse everyone.
             max_connections: settings.max_connections.max(1),
             max_outgoing_packet_count: 200,
-            max_segment_size: (settings.max_payload_bytes * 4).max(1024 * 1024),
-            max_segment_count: 4,
+            // Every topic gets a log of what was published on it, and
+            // retention is by size: with 8 MB segments a worker beating
+            // every second kept a day of heartbeats (and the read buffers
+            // they share) in memory. A segment's size is a soft limit (a
+            // larger message still goes in, alone); what it bounds is how far
+            // a subscriber may fall behind on one topic before it loses the
+            // oldest: about 1 MiB, 3,000 job requests of 300 bytes
+            // (Mosquitto's default queue is 1,000 messages per client).
+            max_segment_size: SEGMENT_BYTES,
+            max_segment_count: SEGMENTS_PER_TOPIC,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
@@ -153,7 +195,7 @@ pub fn start(settings: &BrokerSettings) -> Result<RunningBroker, BrokerError> {
         })?;
 
     // What `rumqttd::Broker::start` does for one MQTT 3.1.1 listener, with
-    // our codec in front of the router when there is a gate.
+    // our codec in front of the router when there is a gate or a tap.
     let config = rumqttd_config(settings);
     let server = config
         .v4
@@ -161,7 +203,17 @@ pub fn start(settings: &BrokerSettings) -> Result<RunningBroker, BrokerError> {
         .and_then(|v4| v4.values().next().cloned())
         .ok_or_else(|| BrokerError::Start("no listener configured".into()))?;
     let router_tx = Router::new(config.id, config.router.clone()).spawn();
+    let links: local::LinkMaker = {
+        let router_tx = router_tx.clone();
+        Arc::new(move |client_id: &str| {
+            local::build(rumqttd::local::LinkBuilder::new(
+                client_id,
+                router_tx.clone(),
+            ))
+        })
+    };
     let gate = settings.gate.clone();
+    let tap = settings.tap.clone();
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
@@ -176,14 +228,14 @@ pub fn start(settings: &BrokerSettings) -> Result<RunningBroker, BrokerError> {
                 }
             };
             let result = runtime.block_on(async move {
-                match gate {
-                    Some(gate) => {
-                        Server::new(server, router_tx, guard::Guarded::new(gate))
+                match (gate, tap) {
+                    (None, None) => {
+                        Server::new(server, router_tx, V4)
                             .start(LinkType::Remote)
                             .await
                     }
-                    None => {
-                        Server::new(server, router_tx, V4)
+                    (gate, tap) => {
+                        Server::new(server, router_tx, guard::Guarded::with(gate, tap))
                             .start(LinkType::Remote)
                             .await
                     }
@@ -203,7 +255,10 @@ pub fn start(settings: &BrokerSettings) -> Result<RunningBroker, BrokerError> {
                 tracing::warn!(listen = %settings.listen, "could not turn Nagle's algorithm off for the broker's connections; small packets may wait 40 ms");
             }
             tracing::info!(listen = %settings.listen, "embedded MQTT broker is accepting connections");
-            return Ok(RunningBroker { connect_addr });
+            return Ok(RunningBroker {
+                connect_addr,
+                links,
+            });
         }
         if Instant::now() > deadline {
             return Err(BrokerError::NotReady(settings.listen));
@@ -235,7 +290,10 @@ mod tests {
         s.credentials = Some(("worker".into(), "secret".into()));
         let c = rumqttd_config(&s);
         assert!(c.router.max_connections > 0);
-        assert!(c.router.max_segment_size > s.max_payload_bytes);
+        // rumqttd refuses less than 1 KiB, and a segment holds at least
+        // one message whatever its size.
+        assert!(c.router.max_segment_size >= 1024);
+        assert!(c.router.max_segment_count >= 1);
         let v4 = c.v4.unwrap();
         let server = v4.values().next().unwrap();
         assert_eq!(server.listen, s.listen);

@@ -135,6 +135,16 @@ impl Topics {
     }
 
     /// Recognises a topic of ours; `None` for anything else.
+    /// The worker id of a heartbeat topic, without allocating (the
+    /// broker asks for every publish it reads).
+    pub fn heartbeat_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let id = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/workers/")?
+            .strip_suffix("/heartbeat")?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+
     pub fn parse(&self, topic: &str) -> Option<Topic> {
         let rest = topic.strip_prefix(&self.prefix)?.strip_prefix('/')?;
         let parts: Vec<&str> = rest.split('/').collect();
@@ -173,6 +183,25 @@ pub const OFFLINE: &str = "offline";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_topics_are_told_apart_without_parsing() {
+        let t = Topics::new("transcode").expect("a good prefix");
+        let cases = [
+            ("transcode/workers/w1/heartbeat", Some("w1")),
+            ("transcode/workers//heartbeat", None),
+            ("transcode/workers/a/b/heartbeat", None),
+            ("transcode/workers/w1/availability", None),
+            ("other/workers/w1/heartbeat", None),
+            ("transcodex/workers/w1/heartbeat", None),
+            ("transcode/workers/w1/heartbeat/x", None),
+        ];
+        for (topic, want) in cases {
+            assert_eq!(t.heartbeat_of(topic), want, "{topic}");
+            let parsed = matches!(t.parse(topic), Some(Topic::WorkerHeartbeat(_)));
+            assert_eq!(parsed, want.is_some(), "parse agrees on {topic}");
+        }
+    }
 
     #[test]
     fn prefixes() {

@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rumqttc::{LastWill, QoS};
-use transcode_common::mqtt::{self, SessionEvent};
-use transcode_common::mqtt_url::BrokerAddr;
+use transcode_common::mqtt;
 use transcode_common::topics::OFFLINE;
 
 use crate::access::Access;
+use crate::bus::{Bus, BusEvent, BusEvents};
 use crate::config::OrchestratorConfig;
 use crate::core::{Core, CoreSettings, Now};
 use crate::gate::Rules;
 use crate::http::{self, ApiState};
-use crate::logins::{join_line, Logins, Verdict, FIRST_WORKER, ORCHESTRATOR_LOGIN};
+use crate::logins::{join_line, Logins, Verdict, FIRST_WORKER};
 use crate::media::listing::Durations;
 use crate::media::Media;
 use crate::runner::Runner;
@@ -38,6 +38,10 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Heartbeats the embedded broker's tap keeps between two looks (every
+/// 100 ms): ten thousand workers beating every second fill a tenth of it.
+const TAP_CAPACITY: usize = 10_000;
 
 /// How long shutdown waits for open HTTP requests.
 const HTTP_GOODBYE: Duration = Duration::from_secs(5);
@@ -175,7 +179,15 @@ pub async fn run(
     });
     // Kept until the process ends; dropping it says goodbye over mDNS.
     let mut advertisement = None;
-    let broker = if config.broker.embedded {
+    // On our own broker the heartbeats come from its tap (see
+    // transcode_broker::tap): a thousand a second wake nobody.
+    let tap = config.broker.embedded.then(|| {
+        let topics = topics.clone();
+        Arc::new(transcode_broker::tap::Tap::new(TAP_CAPACITY, move |t| {
+            topics.heartbeat_of(t).is_some()
+        }))
+    });
+    let (bus, mut events) = if config.broker.embedded {
         let mut settings = transcode_broker::BrokerSettings::new(config.broker_listen());
         settings.credentials = config.credentials();
         settings.authenticator = logins.clone().map(|logins| {
@@ -196,6 +208,7 @@ pub async fn run(
         });
         settings.max_connections = config.broker.max_connections;
         settings.gate = gate.clone();
+        settings.tap = tap.clone();
         let running = tokio::task::spawn_blocking(move || transcode_broker::start(&settings))
             .await
             .context("the broker start-up task failed")??;
@@ -210,39 +223,41 @@ pub async fn run(
                 Err(e) => tracing::warn!("workers will need broker.url: {e}"),
             }
         }
-        BrokerAddr {
-            host: running.connect_addr.ip().to_string(),
-            port: running.connect_addr.port(),
-            tls: false,
-        }
+        // Our own broker is in this process: talk to its router directly.
+        let (link, events) = running
+            .local_client("transcode-orchestrator")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        (
+            Bus::Local(link),
+            BusEvents::Local {
+                events,
+                greeted: false,
+            },
+        )
     } else {
-        config
+        let broker = config
             .broker_url()
-            .context("broker.url is not a usable broker address")?
+            .context("broker.url is not a usable broker address")?;
+        let tls = mqtt::tls_for(&broker, &config.broker.ca_file)
+            .map_err(|e| anyhow::anyhow!("broker.ca_file: {e}"))?;
+        let credentials = config.credentials();
+        let mut opts = mqtt::options(
+            "transcode-orchestrator",
+            &broker,
+            Duration::from_secs(5),
+            credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            tls.as_ref(),
+        );
+        opts.set_clean_session(true);
+        opts.set_last_will(LastWill::new(
+            topics.orchestrator_availability(),
+            OFFLINE,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        let (client, events) = mqtt::connect(opts, broker.to_string(), None);
+        (Bus::Remote(client), BusEvents::Remote(events))
     };
-
-    // On our own broker the orchestrator logs in as itself.
-    let credentials = match &logins {
-        Some(l) => Some((ORCHESTRATOR_LOGIN.to_string(), l.orchestrator_password())),
-        None => config.credentials(),
-    };
-    let tls = mqtt::tls_for(&broker, &config.broker.ca_file)
-        .map_err(|e| anyhow::anyhow!("broker.ca_file: {e}"))?;
-    let mut opts = mqtt::options(
-        "transcode-orchestrator",
-        &broker,
-        Duration::from_secs(5),
-        credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
-        tls.as_ref(),
-    );
-    opts.set_clean_session(true);
-    opts.set_last_will(LastWill::new(
-        topics.orchestrator_availability(),
-        OFFLINE,
-        QoS::AtLeastOnce,
-        true,
-    ));
-    let (client, mut events) = mqtt::connect(opts, broker.to_string(), None);
     let orders = Orders {
         topics: topics.clone(),
         logins: keys,
@@ -253,10 +268,10 @@ pub async fn run(
         .ha_status_topic();
     let runner = Runner::start(
         core.clone(),
-        client.clone(),
+        bus.clone(),
         Box::new(move |topic, payload| orders.seal(topic, payload)),
     );
-    let mut session = Session::new(client.clone(), topics, runner.clone(), ha_status);
+    let mut session = Session::new(bus.clone(), topics, runner.clone(), ha_status, tap);
 
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let streams: Arc<http::events::Streams> = Default::default();
@@ -306,14 +321,14 @@ pub async fn run(
             _ = resync.notified() => session.resync().await,
             _ = sleep_until_some(session.heartbeats_due()) => session.flush_heartbeats().await,
             event = events.recv() => match event {
-                Some(SessionEvent::Connected { .. }) => {
+                Some(BusEvent::Connected) => {
                     connected = true;
                     session.flush_heartbeats().await;
                     session.on_connected().await;
                 }
-                Some(SessionEvent::Message(p)) => session.on_message(p.topic, p.payload, p.retain).await,
-                Some(SessionEvent::Lost(_)) => connected = false,
-                Some(SessionEvent::Closed) | None => {
+                Some(BusEvent::Message { topic, payload, retain }) => session.on_message(topic, payload, retain).await,
+                Some(BusEvent::Lost) => connected = false,
+                Some(BusEvent::Closed) | None => {
                     anyhow::bail!("the MQTT connection stopped unexpectedly");
                 }
             },
@@ -323,23 +338,13 @@ pub async fn run(
     session.flush_heartbeats().await;
     tracing::info!("shutting down");
     if connected {
-        let _ = client
-            .publish(
-                session.topics.orchestrator_availability(),
-                QoS::AtLeastOnce,
-                true,
-                OFFLINE,
-            )
-            .await;
-        let _ = client.disconnect().await;
-        let closed = async {
-            while let Some(event) = events.recv().await {
-                if matches!(event, SessionEvent::Closed) {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, closed).await;
+        bus.goodbye(
+            &mut events,
+            &session.topics.orchestrator_availability(),
+            OFFLINE,
+            GOODBYE_TIMEOUT,
+        )
+        .await;
     }
     drop(advertisement);
     // Open dashboards end their event streams; a request still running

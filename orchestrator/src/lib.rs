@@ -16,10 +16,13 @@
 //! - [`ctl`]: what `transcodectl` prints.
 //! - [`http`]: the warp API (`/api/workers`, `/healthz`).
 //! - [`runner`]: the thread the core's events run on, and the publisher.
+//! - [`bus`]: the MQTT connection, in memory to the embedded broker or a
+//!   client of an external one.
 //! - [`app`]: the process that ties them together ([`app::run`]).
 
 pub mod access;
 pub mod app;
+pub mod bus;
 pub mod chunks;
 pub mod config;
 pub mod core;

@@ -7,7 +7,7 @@
 //!
 //! What an event decides to publish goes, in the order decided, to the
 //! outbox, which the publisher empties: a task that seals orders to workers
-//! and waits for room in the MQTT client's queue rather than drop a message.
+//! and waits for room in the MQTT connection's queue rather than drop a message.
 //! The core thread never waits for the broker (nor does anything that feeds
 //! it wait on the core while the broker is slow: no cycle of full queues).
 //! The outbox holds only what the core decided, and a retained state waiting
@@ -16,9 +16,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::bus::Bus;
 use crate::core::{Core, Publish};
 
 /// Events waiting for the core thread.
@@ -38,7 +38,7 @@ pub struct Runner {
     handled: watch::Receiver<u64>,
 }
 
-/// Messages decided and not yet handed to the MQTT client.
+/// Messages decided and not yet handed to the MQTT connection.
 #[derive(Default)]
 struct Outbox {
     queue: VecDeque<(u64, Publish)>,
@@ -73,7 +73,7 @@ impl Outbox {
 
 impl Runner {
     /// Starts the core thread and the publisher.
-    pub fn start(core: Arc<Mutex<Core>>, client: AsyncClient, seal: Seal) -> Runner {
+    pub fn start(core: Arc<Mutex<Core>>, bus: Bus, seal: Seal) -> Runner {
         let (events, mut queue) = mpsc::channel::<Event>(EVENT_QUEUE);
         let (count, handled) = watch::channel(0u64);
         let outbox = Arc::new(Mutex::new(Outbox::default()));
@@ -109,12 +109,9 @@ impl Runner {
                     continue;
                 };
                 let payload = seal(&p.topic, p.payload);
-                if let Err(e) = client
-                    .publish(p.topic.clone(), QoS::AtLeastOnce, p.retain, payload)
-                    .await
-                {
+                if let Err(e) = bus.publish(&p.topic, p.retain, payload).await {
                     // Only when the client is gone (shutdown).
-                    tracing::warn!(topic = %p.topic, error = %e, "not published: the MQTT client stopped");
+                    tracing::warn!(topic = %p.topic, error = %e, "not published: the MQTT connection stopped");
                     return;
                 }
             }

@@ -1,34 +1,45 @@
 //! The orchestrator's side of the MQTT conversation: what it subscribes to
 //! after each connection, and which event of the core each message is.
 
-use rumqttc::{AsyncClient, QoS};
+use std::sync::Arc;
+
+use rumqttc::QoS;
+use transcode_broker::tap::Tap;
 use transcode_common::topics::{Topic, Topics, ONLINE};
 use transcode_common::wire::{self, JobRequest};
 
+use crate::bus::Bus;
 use crate::core::{Core, JobError, Now, Publish};
 use crate::runner::Runner;
 
 /// Wildcards with retained messages: availability first, so that a dead
 /// worker's retained `offline` arrives before its retained heartbeat.
 /// Subscribed at QoS 0: rumqttd sends at most 100 retained messages to a new
-/// QoS 1 subscription.
-fn retained_filters(topics: &Topics) -> [String; 4] {
-    [
-        topics.all_availability(),
-        topics.all_heartbeats(),
-        topics.all_job_status(),
-        topics.all_chunk_status(),
-    ]
+/// QoS 1 subscription. Heartbeats are not among them when the embedded
+/// broker's tap copies them to us.
+fn retained_filters(topics: &Topics, tapped: bool) -> Vec<String> {
+    let mut filters = vec![topics.all_availability()];
+    if !tapped {
+        filters.push(topics.all_heartbeats());
+    }
+    filters.push(topics.all_job_status());
+    filters.push(topics.all_chunk_status());
+    filters
 }
 
 pub struct Session {
-    pub client: AsyncClient,
+    pub bus: Bus,
     pub topics: Topics,
     pub runner: Runner,
     /// Home Assistant's status topic, when discovery is on.
     pub ha_status: Option<String>,
     /// Heartbeats heard and not yet handed to the core (see [`HEARTBEATS_EVERY`]).
     heartbeats: Vec<Heard>,
+    /// On the embedded broker: its copies of the heartbeats as they came
+    /// in, instead of a subscription.
+    tap: Option<Arc<Tap>>,
+    /// When the tap is looked at next.
+    next_look: tokio::time::Instant,
 }
 
 /// One heartbeat as it arrived.
@@ -50,30 +61,65 @@ const HEARTBEATS_AT_MOST: usize = 1000;
 
 impl Session {
     pub fn new(
-        client: AsyncClient,
+        bus: Bus,
         topics: Topics,
         runner: Runner,
         ha_status: Option<String>,
+        tap: Option<Arc<Tap>>,
     ) -> Session {
         Session {
-            client,
+            bus,
             topics,
             runner,
             ha_status,
             heartbeats: Vec::new(),
+            tap,
+            next_look: tokio::time::Instant::now() + HEARTBEATS_EVERY,
         }
     }
 
     /// When the waiting heartbeats are due at the core; `None` when none
-    /// waits.
+    /// waits. With a tap, at least every [`HEARTBEATS_EVERY`], since what
+    /// waits in it wakes nobody.
     pub fn heartbeats_due(&self) -> Option<tokio::time::Instant> {
-        self.heartbeats
+        let first = self
+            .heartbeats
             .first()
-            .map(|h| tokio::time::Instant::from_std(h.at.instant) + HEARTBEATS_EVERY)
+            .map(|h| tokio::time::Instant::from_std(h.at.instant) + HEARTBEATS_EVERY);
+        match (&self.tap, first) {
+            (Some(_), Some(first)) => Some(first.min(self.next_look)),
+            (Some(_), None) => Some(self.next_look),
+            (None, first) => first,
+        }
+    }
+
+    /// The heartbeats the tap copied since the last look, as heard now.
+    fn take_tapped(&mut self) {
+        let Some(tap) = &self.tap else {
+            return;
+        };
+        self.next_look = tokio::time::Instant::now() + HEARTBEATS_EVERY;
+        let tapped = tap.take();
+        if tapped.is_empty() {
+            return;
+        }
+        let at = Now::current();
+        for t in tapped {
+            let Some(worker_id) = self.topics.heartbeat_of(t.topic()) else {
+                continue;
+            };
+            self.heartbeats.push(Heard {
+                worker_id: worker_id.to_string(),
+                payload: t.payload,
+                retained: false,
+                at,
+            });
+        }
     }
 
     /// Hands the waiting heartbeats to the core, in the order they came.
     pub async fn flush_heartbeats(&mut self) {
+        self.take_tapped();
         if self.heartbeats.is_empty() {
             return;
         }
@@ -103,23 +149,22 @@ impl Session {
             self.topics.all_job_cancel(),
             self.topics.all_worker_stop(),
         ];
-        let subscriptions = retained_filters(&self.topics)
+        let subscriptions = retained_filters(&self.topics, self.tap.is_some())
             .into_iter()
             .map(|t| (t, QoS::AtMostOnce))
             .chain(requests.into_iter().map(|t| (t, QoS::AtLeastOnce)))
             .chain(self.ha_status.clone().map(|t| (t, QoS::AtMostOnce)));
         for (topic, qos) in subscriptions {
-            if let Err(e) = self.client.subscribe(&topic, qos).await {
+            if let Err(e) = self.bus.subscribe(&topic, qos).await {
                 tracing::error!(%topic, error = %e, "cannot subscribe");
             }
         }
         if let Err(e) = self
-            .client
+            .bus
             .publish(
-                self.topics.orchestrator_availability(),
-                QoS::AtLeastOnce,
+                &self.topics.orchestrator_availability(),
                 true,
-                ONLINE,
+                ONLINE.as_bytes().to_vec(),
             )
             .await
         {
@@ -136,11 +181,11 @@ impl Session {
     /// ones), the workers send their inventories, and our own statuses go
     /// out again.
     pub async fn resync(&self) {
-        for topic in retained_filters(&self.topics) {
-            if let Err(e) = self.client.unsubscribe(&topic).await {
+        for topic in retained_filters(&self.topics, self.tap.is_some()) {
+            if let Err(e) = self.bus.unsubscribe(&topic).await {
                 tracing::warn!(%topic, error = %e, "cannot unsubscribe to read again");
             }
-            if let Err(e) = self.client.subscribe(&topic, QoS::AtMostOnce).await {
+            if let Err(e) = self.bus.subscribe(&topic, QoS::AtMostOnce).await {
                 tracing::error!(%topic, error = %e, "cannot subscribe");
             }
         }
