@@ -7,7 +7,7 @@ use transcode_orchestrator::config::OrchestratorConfig;
 /// The transcode-worker orchestrator: embedded MQTT broker, worker registry,
 /// job routing and HTTP API.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// TOML configuration file (see config/orchestrator.toml); TRANSCODE_... environment variables override it.
     #[arg(long, short, global = true)]

@@ -18,6 +18,7 @@
 
 pub mod browser;
 pub mod decode;
+pub mod homeassistant_rules;
 pub mod load;
 pub mod mdns;
 pub mod media;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use transcode_orchestrator::homeassistant::{check_config, check_unique_across};
+use transcode_tests::homeassistant_rules::{check_config, check_unique_across};
 use transcode_tests::mqtt::{self, Watcher};
 use transcode_tests::{make_media, wait_until, System};
 

@@ -7,7 +7,7 @@ use transcode_worker::config::WorkerConfig;
 /// A transcode-worker machine: heartbeats, hardware probe, FFmpeg jobs and
 /// their HLS streams.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// TOML configuration file (see config/worker.toml); TRANSCODE_... environment variables override it.
     #[arg(long, short, global = true)]

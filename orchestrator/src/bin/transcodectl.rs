@@ -25,7 +25,7 @@ const TOKEN_ENV: &str = "TRANSCODE_TOKEN";
 /// Submit, follow, list and cancel transcode jobs on a transcode-worker
 /// orchestrator.
 #[derive(Parser)]
-#[command(name = "transcodectl", version, about)]
+#[command(name = "transcodectl", version)]
 struct Cli {
     /// Base URL of the orchestrator's HTTP API [env: TRANSCODE_ORCHESTRATOR]
     /// [default: http://127.0.0.1:8000]

@@ -1,0 +1,1012 @@
+//! Home Assistant's rules for MQTT device discovery, as a checker the
+//! tests run every payload of ours through (Home Assistant itself only
+//! logs a payload it refuses). Written from its documentation and source
+//! (see `NOTES.md`, "Home Assistant MQTT discovery"), not from our
+//! generator: the object id's characters, the abbreviations, the platforms
+//! and their options are its own.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+/// The characters Home Assistant allows in an object id.
+fn valid_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+// ---------------------------------------------------------------------------
+// The checker
+// ---------------------------------------------------------------------------
+
+/// Home Assistant's abbreviations (the subset a checker of sensors, binary
+/// sensors and buttons meets), for the payload root, each component and each
+/// availability entry.
+const ABBREVIATIONS: &[(&str, &str)] = &[
+    ("avty", "availability"),
+    ("avty_mode", "availability_mode"),
+    ("avty_t", "availability_topic"),
+    ("avty_tpl", "availability_template"),
+    ("cmd_t", "command_topic"),
+    ("cmd_tpl", "command_template"),
+    ("cmps", "components"),
+    ("def_ent_id", "default_entity_id"),
+    ("dev", "device"),
+    ("dev_cla", "device_class"),
+    ("json_attr_t", "json_attributes_topic"),
+    ("json_attr_tpl", "json_attributes_template"),
+    ("o", "origin"),
+    ("obj_id", "object_id"),
+    ("ops", "options"),
+    ("p", "platform"),
+    ("pl_avail", "payload_available"),
+    ("pl_not_avail", "payload_not_available"),
+    ("pl_off", "payload_off"),
+    ("pl_on", "payload_on"),
+    ("pl_prs", "payload_press"),
+    ("stat_cla", "state_class"),
+    ("stat_t", "state_topic"),
+    ("t", "topic"),
+    ("uniq_id", "unique_id"),
+    ("unit_of_meas", "unit_of_measurement"),
+    ("val_tpl", "value_template"),
+];
+
+const DEVICE_ABBREVIATIONS: &[(&str, &str)] = &[
+    ("cns", "connections"),
+    ("cu", "configuration_url"),
+    ("hw", "hw_version"),
+    ("ids", "identifiers"),
+    ("mdl", "model"),
+    ("mdl_id", "model_id"),
+    ("mf", "manufacturer"),
+    ("sa", "suggested_area"),
+    ("sn", "serial_number"),
+    ("sw", "sw_version"),
+];
+
+const ORIGIN_ABBREVIATIONS: &[(&str, &str)] = &[("sw", "sw_version"), ("url", "support_url")];
+
+/// Root options every component inherits unless it sets them itself
+/// (HA's `SHARED_OPTIONS`).
+const SHARED_OPTIONS: &[&str] = &[
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "command_topic",
+    "payload_available",
+    "payload_not_available",
+    "state_topic",
+];
+
+/// Platforms this checker knows the rules of.
+const PLATFORMS: &[&str] = &["sensor", "binary_sensor", "button"];
+
+/// Sensor device classes and the units Home Assistant accepts with them; an
+/// empty list: the class takes no unit. A sensor without a device class may
+/// have any unit.
+const SENSOR_UNITS: &[(&str, &[&str])] = &[
+    ("battery", &["%"]),
+    (
+        "data_rate",
+        &[
+            "bit/s", "kbit/s", "Mbit/s", "Gbit/s", "B/s", "kB/s", "MB/s", "GB/s", "KiB/s", "MiB/s",
+            "GiB/s",
+        ],
+    ),
+    (
+        "data_size",
+        &[
+            "bit", "kbit", "Mbit", "Gbit", "B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB",
+            "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB",
+        ],
+    ),
+    ("date", &[]),
+    ("duration", &["d", "h", "min", "s", "ms", "μs"]),
+    ("energy", &["Wh", "kWh", "MWh", "GWh", "TWh", "MJ", "GJ"]),
+    ("enum", &[]),
+    ("frequency", &["Hz", "kHz", "MHz", "GHz"]),
+    ("humidity", &["%"]),
+    ("power", &["mW", "W", "kW", "MW", "GW", "TW", "BTU/h"]),
+    ("power_factor", &["%"]),
+    ("temperature", &["°C", "°F", "K"]),
+    ("timestamp", &[]),
+];
+
+const STATE_CLASSES: &[&str] = &[
+    "measurement",
+    "measurement_angle",
+    "total",
+    "total_increasing",
+];
+
+const BINARY_SENSOR_CLASSES: &[&str] = &[
+    "battery",
+    "battery_charging",
+    "carbon_monoxide",
+    "cold",
+    "connectivity",
+    "door",
+    "garage_door",
+    "gas",
+    "heat",
+    "light",
+    "lock",
+    "moisture",
+    "motion",
+    "moving",
+    "occupancy",
+    "opening",
+    "plug",
+    "power",
+    "presence",
+    "problem",
+    "running",
+    "safety",
+    "smoke",
+    "sound",
+    "tamper",
+    "update",
+    "vibration",
+    "window",
+];
+
+/// Checks one device discovery payload (already parsed JSON) against Home
+/// Assistant's rules; `Err` lists every problem as a sentence.
+/// `existing_topic` says whether a state/command/availability topic is one
+/// this system publishes or listens to.
+pub fn check_config(
+    topic: &str,
+    config: &Value,
+    existing_topic: &dyn Fn(&str) -> bool,
+) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    check_discovery_topic(topic, &mut problems);
+
+    let Some(raw_root) = config.as_object() else {
+        problems.push("The payload must be a JSON object.".to_string());
+        return Err(problems);
+    };
+    let root = expand(raw_root, ABBREVIATIONS, "The payload root", &mut problems);
+
+    check_device(root.get("device"), &mut problems);
+    check_origin(root.get("origin"), &mut problems);
+    if root.contains_key("object_id") {
+        problems.push(deprecated_object_id("The payload root"));
+    }
+    check_topics(
+        &root,
+        "The shared options at the payload root",
+        existing_topic,
+        &mut problems,
+    );
+
+    match root.get("components") {
+        None => problems.push(
+            "The payload has no `cmps` (components): a device config needs at least one component."
+                .to_string(),
+        ),
+        Some(Value::Object(components)) if components.is_empty() => problems.push(
+            "The payload's `cmps` (components) is empty: a device config needs at least one component."
+                .to_string(),
+        ),
+        Some(Value::Object(components)) => {
+            // unique_id -> the component that used it first.
+            let mut seen: HashMap<String, String> = HashMap::new();
+            for (id, component) in components {
+                check_component(id, component, &root, &mut seen, existing_topic, &mut problems);
+            }
+        }
+        Some(_) => problems.push(
+            "The payload's `cmps` (components) must be an object of component id to component."
+                .to_string(),
+        ),
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Rejects a unique_id, or a device identifier, that two different device
+/// configs use: Home Assistant would keep only one of the entities/devices.
+pub fn check_unique_across(configs: &[Value]) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut unique_ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut device_ids: BTreeMap<String, usize> = BTreeMap::new();
+    let labels: Vec<String> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match device_identifiers(c).first() {
+            Some(id) => format!("config #{i} (device `{id}`)"),
+            None => format!("config #{i}"),
+        })
+        .collect();
+
+    for (i, config) in configs.iter().enumerate() {
+        let mut own_devices: Vec<String> = device_identifiers(config);
+        own_devices.dedup();
+        for id in own_devices {
+            if let Some(&first) = device_ids.get(&id) {
+                if first != i {
+                    problems.push(format!(
+                        "Device identifier `{id}` is used by {} and {}.",
+                        labels[first], labels[i]
+                    ));
+                }
+            } else {
+                device_ids.insert(id, i);
+            }
+        }
+        for id in component_unique_ids(config) {
+            match unique_ids.get(&id) {
+                Some(&first) if first != i => problems.push(format!(
+                    "unique_id `{id}` is used by {} and {}.",
+                    labels[first], labels[i]
+                )),
+                Some(_) => {} // a repeat inside one config: check_config's business
+                None => {
+                    unique_ids.insert(id, i);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn device_identifiers(config: &Value) -> Vec<String> {
+    let device = config.get("dev").or_else(|| config.get("device"));
+    let ids = device.and_then(|d| d.get("ids").or_else(|| d.get("identifiers")));
+    match ids {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn component_unique_ids(config: &Value) -> Vec<String> {
+    let components = config.get("cmps").or_else(|| config.get("components"));
+    let Some(components) = components.and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    components
+        .values()
+        .filter_map(|c| c.get("unique_id").or_else(|| c.get("uniq_id")))
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// `<prefix>/device/<object_id>/config`, with a valid object id.
+fn check_discovery_topic(topic: &str, problems: &mut Vec<String>) {
+    let levels: Vec<&str> = topic.split('/').collect();
+    let n = levels.len();
+    let well_formed = n >= 4
+        && levels[n - 1] == "config"
+        && levels[n - 3] == "device"
+        && levels[..n - 3]
+            .iter()
+            .all(|l| !l.is_empty() && !l.contains(['+', '#']));
+    if !well_formed {
+        problems.push(format!(
+            "Discovery topic `{topic}` is not of the form `<prefix>/device/<object_id>/config`."
+        ));
+        return;
+    }
+    let object_id = levels[n - 2];
+    if object_id.is_empty() || !object_id.chars().all(valid_id_char) {
+        problems.push(format!(
+            "Object id `{object_id}` in discovery topic `{topic}` may contain only letters, digits, '_' and '-'."
+        ));
+    }
+}
+
+fn check_device(device: Option<&Value>, problems: &mut Vec<String>) {
+    let Some(device) = device else {
+        problems.push(
+            "The payload has no `dev` (device): a device config needs `dev` with `ids`."
+                .to_string(),
+        );
+        return;
+    };
+    let Some(device) = device.as_object() else {
+        problems.push("The payload's `dev` (device) must be an object.".to_string());
+        return;
+    };
+    let device = expand(device, DEVICE_ABBREVIATIONS, "`dev` (device)", problems);
+    let ok = match device.get("identifiers") {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(items)) => {
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        }
+        _ => false,
+    };
+    if !ok {
+        problems.push(
+            "`dev` (device) has no `ids` (identifiers): give a non-empty string or list of strings."
+                .to_string(),
+        );
+    }
+}
+
+fn check_origin(origin: Option<&Value>, problems: &mut Vec<String>) {
+    let Some(origin) = origin.and_then(Value::as_object) else {
+        problems.push(
+            "The payload has no `o` (origin) object: Home Assistant requires `o` with a `name`."
+                .to_string(),
+        );
+        return;
+    };
+    let origin = expand(origin, ORIGIN_ABBREVIATIONS, "`o` (origin)", problems);
+    if origin
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        problems.push("`o` (origin) has no `name`: Home Assistant requires one.".to_string());
+    }
+}
+
+fn check_component(
+    id: &str,
+    component: &Value,
+    root: &Map<String, Value>,
+    seen: &mut HashMap<String, String>,
+    existing_topic: &dyn Fn(&str) -> bool,
+    problems: &mut Vec<String>,
+) {
+    let Some(raw) = component.as_object() else {
+        problems.push(format!("Component `{id}` must be an object."));
+        return;
+    };
+    let own = expand(raw, ABBREVIATIONS, &format!("Component `{id}`"), problems);
+
+    let platform = match own.get("platform") {
+        None => {
+            problems.push(format!("Component `{id}` has no `p` (platform)."));
+            None
+        }
+        Some(Value::String(p)) if PLATFORMS.contains(&p.as_str()) => Some(p.as_str()),
+        Some(p) => {
+            problems.push(format!(
+                "Component `{id}` has platform {p}, which this checker does not know the rules for (known: {}).",
+                PLATFORMS.join(", ")
+            ));
+            None
+        }
+    };
+    let place = match platform {
+        Some(p) => format!("Component `{id}` ({p})"),
+        None => format!("Component `{id}`"),
+    };
+
+    match own.get("unique_id").and_then(Value::as_str) {
+        Some(uid) if !uid.is_empty() => {
+            if let Some(first) = seen.get(uid) {
+                problems.push(format!(
+                    "{place} repeats unique_id `{uid}` of component `{first}`."
+                ));
+            } else {
+                seen.insert(uid.to_string(), id.to_string());
+            }
+        }
+        _ => problems.push(format!("{place} has no `unique_id`.")),
+    }
+    if own.contains_key("object_id") {
+        problems.push(deprecated_object_id(&place));
+    }
+    check_topics(&own, &place, existing_topic, problems);
+
+    // The options Home Assistant ends up with: the component's own, plus the
+    // shared ones from the root that it does not set.
+    let mut merged = own.clone();
+    for key in SHARED_OPTIONS {
+        if let (false, Some(v)) = (merged.contains_key(*key), root.get(*key)) {
+            merged.insert((*key).to_string(), v.clone());
+        }
+    }
+    if merged.contains_key("availability") && merged.contains_key("availability_topic") {
+        problems.push(format!(
+            "{place} ends up with both `availability` and `availability_topic` (own or shared); Home Assistant accepts only one."
+        ));
+    }
+
+    match platform {
+        Some("sensor") => {
+            require(&merged, "state_topic", &place, problems);
+            check_sensor(&merged, &place, problems);
+        }
+        Some("binary_sensor") => {
+            require(&merged, "state_topic", &place, problems);
+            check_binary_sensor(&merged, &place, problems);
+        }
+        Some("button") => require(&merged, "command_topic", &place, problems),
+        _ => {}
+    }
+}
+
+fn require(merged: &Map<String, Value>, key: &str, place: &str, problems: &mut Vec<String>) {
+    if !merged.contains_key(key) {
+        problems.push(format!(
+            "{place} has no `{key}`, neither its own nor a shared one at the payload root."
+        ));
+    }
+}
+
+fn non_blank<'a>(merged: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    merged
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn check_sensor(merged: &Map<String, Value>, place: &str, problems: &mut Vec<String>) {
+    let device_class = non_blank(merged, "device_class");
+    let unit = non_blank(merged, "unit_of_measurement");
+    let state_class = non_blank(merged, "state_class");
+
+    if let Some(sc) = state_class {
+        if !STATE_CLASSES.contains(&sc) {
+            problems.push(format!(
+                "{place} has state_class `{sc}`, not one of {}.",
+                STATE_CLASSES.join(", ")
+            ));
+        }
+    }
+    if let Some(options) = merged.get("options") {
+        if options.as_array().is_none_or(|o| o.is_empty()) {
+            problems.push(format!(
+                "{place} has `options` that is not a non-empty list."
+            ));
+        }
+        if device_class != Some("enum") {
+            problems.push(format!(
+                "{place} has `options` but device_class {}; options need device_class `enum`.",
+                device_class.map_or("is not set".to_string(), |d| format!("`{d}`"))
+            ));
+        }
+        if let Some(unit) = unit {
+            problems.push(format!(
+                "{place} has `options` together with unit_of_measurement `{unit}`; Home Assistant refuses that."
+            ));
+        }
+        if let Some(sc) = state_class {
+            problems.push(format!(
+                "{place} has `options` together with state_class `{sc}`; Home Assistant refuses that."
+            ));
+        }
+    } else if device_class == Some("enum") {
+        problems.push(format!(
+            "{place} has device_class `enum` but no `options` listing its states."
+        ));
+    }
+
+    let Some(dc) = device_class else {
+        return; // no device class: any unit
+    };
+    match SENSOR_UNITS.iter().find(|(class, _)| *class == dc) {
+        None => problems.push(format!(
+            "{place} has device_class `{dc}`, which this checker does not know the units of."
+        )),
+        Some((_, [])) => {
+            if let Some(unit) = unit {
+                problems.push(format!(
+                    "{place} has unit_of_measurement `{unit}`, but device_class `{dc}` takes no unit."
+                ));
+            }
+        }
+        Some((_, units)) => match unit {
+            Some(unit) if units.contains(&unit) => {}
+            Some(unit) => problems.push(format!(
+                "{place} has unit_of_measurement `{unit}`, which does not fit device_class `{dc}` (allowed: {}).",
+                units.join(", ")
+            )),
+            None => problems.push(format!(
+                "{place} has device_class `{dc}` but no unit_of_measurement (allowed: {}).",
+                units.join(", ")
+            )),
+        },
+    }
+}
+
+fn check_binary_sensor(merged: &Map<String, Value>, place: &str, problems: &mut Vec<String>) {
+    let device_class = non_blank(merged, "device_class");
+    if let Some(dc) = device_class {
+        if !BINARY_SENSOR_CLASSES.contains(&dc) {
+            problems.push(format!(
+                "{place} has device_class `{dc}`, not a binary_sensor device class Home Assistant knows."
+            ));
+        }
+    }
+    if let Some(unit) = non_blank(merged, "unit_of_measurement") {
+        problems.push(format!(
+            "{place} has unit_of_measurement `{unit}`, but a binary_sensor (device_class `{}`) takes no unit.",
+            device_class.unwrap_or("none")
+        ));
+    }
+    for key in ["options", "state_class"] {
+        if merged.contains_key(key) {
+            problems.push(format!(
+                "{place} has `{key}`, which a binary_sensor does not take."
+            ));
+        }
+    }
+}
+
+/// Every `*_topic` option and every availability entry of one level (the
+/// root or one component) must name a topic of this system.
+fn check_topics(
+    options: &Map<String, Value>,
+    place: &str,
+    existing_topic: &dyn Fn(&str) -> bool,
+    problems: &mut Vec<String>,
+) {
+    for (key, value) in options {
+        if key.ends_with("topic") {
+            problems.extend(topic_problem(place, key, Some(value), existing_topic));
+        }
+    }
+    let entries: Vec<&Value> = match options.get("availability") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+    };
+    for (i, entry) in entries.into_iter().enumerate() {
+        match entry.as_object() {
+            Some(entry) => {
+                let mut ignored = Vec::new();
+                let entry = expand(entry, ABBREVIATIONS, "", &mut ignored);
+                let key = format!("availability entry #{i} topic");
+                problems.extend(topic_problem(
+                    place,
+                    &key,
+                    entry.get("topic"),
+                    existing_topic,
+                ));
+            }
+            None => problems.push(format!(
+                "{place} has availability entry #{i} that is not an object with a `topic`."
+            )),
+        }
+    }
+}
+
+/// What is wrong with one topic option, if anything; a missing one counts
+/// as empty.
+fn topic_problem(
+    place: &str,
+    key: &str,
+    value: Option<&Value>,
+    existing_topic: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => Some(format!("{place} has an empty {key}.")),
+        Some(Value::String(t)) if t.trim().is_empty() => {
+            Some(format!("{place} has an empty {key}."))
+        }
+        Some(Value::String(t)) if !existing_topic(t) => Some(format!(
+            "{place} has {key} `{t}`, which is not a topic this system publishes or listens to."
+        )),
+        Some(Value::String(_)) => None,
+        Some(_) => Some(format!("{place} has a {key} that is not a string.")),
+    }
+}
+
+fn deprecated_object_id(place: &str) -> String {
+    format!("{place} sets `object_id`, which Home Assistant deprecated: use `default_entity_id`.")
+}
+
+/// Replaces abbreviated keys by their full names; a key given in both
+/// spellings is a problem (Home Assistant would silently keep one).
+fn expand(
+    map: &Map<String, Value>,
+    table: &[(&str, &str)],
+    place: &str,
+    problems: &mut Vec<String>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in map {
+        let full = table
+            .iter()
+            .find(|(abbr, _)| abbr == key)
+            .map_or(key.as_str(), |(_, full)| *full);
+        if full != key && map.contains_key(full) {
+            problems.push(format!(
+                "{place} has both `{key}` and `{full}`; use one spelling."
+            ));
+            continue;
+        }
+        out.insert(full.to_string(), value.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use transcode_common::topics::Topics;
+    use transcode_common::wire::{self, Heartbeat};
+    use transcode_orchestrator::homeassistant::Discovery;
+
+    const PREFIX: &str = "homeassistant";
+
+    fn topics() -> Topics {
+        Topics::new("transcode").unwrap()
+    }
+
+    fn discovery() -> Discovery {
+        Discovery::new(PREFIX, topics())
+    }
+
+    /// Accepts exactly the topics of this system under its prefix.
+    fn existing(topic: &str) -> bool {
+        topics().parse(topic).is_some()
+    }
+
+    fn heartbeat(worker_id: &str) -> Heartbeat {
+        wire::decode(
+            format!(
+                r#"{{"worker_id":"{worker_id}","ip_address":"192.168.1.50","port":8080,
+                "os":"linux","hw_accel":["qsv"],"status":"idle","cpu_usage":5,"version":"0.1.0"}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn parse(payload: &[u8]) -> Value {
+        serde_json::from_slice(payload).unwrap()
+    }
+
+    const WORKERS: &[&str] = &["gaming-pc", "nas.local", "nas_local"];
+
+    /// Every generated config: the orchestrator's, then each worker with and
+    /// without a heartbeat.
+    fn generated() -> Vec<(String, Value)> {
+        let d = discovery();
+        let mut out = Vec::new();
+        let (t, p) = d.orchestrator_config();
+        out.push((t, parse(&p)));
+        for w in WORKERS {
+            let hb = heartbeat(w);
+            for hb in [None, Some(&hb)] {
+                let (t, p) = d.worker_config(w, hb);
+                out.push((t, parse(&p)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_generated_config_passes() {
+        for (topic, config) in generated() {
+            if let Err(problems) = check_config(&topic, &config, &existing) {
+                panic!("{topic}: {problems:#?}\n{config:#}");
+            }
+        }
+    }
+
+    #[test]
+    fn unique_ids_are_unique_across_devices() {
+        let d = discovery();
+        let mut configs = vec![parse(&d.orchestrator_config().1)];
+        for w in WORKERS {
+            configs.push(parse(&d.worker_config(w, Some(&heartbeat(w))).1));
+        }
+        assert_eq!(check_unique_across(&configs), Ok(()));
+
+        // The checker itself sees a collision (as a naive '.' -> '_' mapping
+        // would make for nas.local and nas_local).
+        let nas = parse(&d.worker_config("nas_local", None).1);
+        let err = check_unique_across(&[nas.clone(), configs[0].clone(), nas]).unwrap_err();
+        assert!(
+            err.iter()
+                .any(|e| e.contains("unique_id `transcode_worker_nas_local_status`")),
+            "{err:#?}"
+        );
+        assert!(
+            err.iter().any(|e| e.contains("Device identifier")),
+            "{err:#?}"
+        );
+    }
+
+    #[test]
+    fn abbreviated_keys_are_understood() {
+        let (topic, payload) = discovery().worker_config("gaming-pc", None);
+        let mut c = parse(&payload);
+        let root = c.as_object_mut().unwrap();
+        let v = root.remove("state_topic").unwrap();
+        root.insert("stat_t".into(), v);
+        let v = root.remove("availability_topic").unwrap();
+        root.insert("avty_t".into(), v);
+        let cpu = root["cmps"]["cpu"].as_object_mut().unwrap();
+        let v = cpu.remove("unique_id").unwrap();
+        cpu.insert("uniq_id".into(), v);
+        assert_eq!(check_config(&topic, &c, &existing), Ok(()));
+
+        c["state_topic"] = c["stat_t"].clone();
+        let err = check_config(&topic, &c, &existing).unwrap_err();
+        assert!(
+            err.iter()
+                .any(|e| e.contains("both `stat_t` and `state_topic`")),
+            "{err:#?}"
+        );
+    }
+
+    type Mutation = fn(&mut Value);
+
+    /// Each rule: a valid generated worker payload with one change, and the
+    /// words the refusal must contain (in one message).
+    #[test]
+    fn each_rule_refuses_its_mutation() {
+        let cases: Vec<(Mutation, &[&str])> = vec![
+            (|c| *c = json!([1, 2]), &["JSON object"]),
+            (
+                |c| drop(c.as_object_mut().unwrap().remove("dev")),
+                &["no `dev`"],
+            ),
+            (
+                |c| drop(c["dev"].as_object_mut().unwrap().remove("ids")),
+                &["`ids`"],
+            ),
+            (|c| c["dev"]["ids"] = json!([]), &["`ids`"]),
+            (
+                |c| drop(c.as_object_mut().unwrap().remove("o")),
+                &["`o` (origin)"],
+            ),
+            (
+                |c| drop(c["o"].as_object_mut().unwrap().remove("name")),
+                &["`o` (origin) has no `name`"],
+            ),
+            (
+                |c| drop(c.as_object_mut().unwrap().remove("cmps")),
+                &["no `cmps`"],
+            ),
+            (|c| c["cmps"] = json!({}), &["`cmps`", "empty"]),
+            (
+                |c| drop(c["cmps"]["cpu"].as_object_mut().unwrap().remove("p")),
+                &["`cpu`", "platform"],
+            ),
+            (
+                |c| {
+                    drop(
+                        c["cmps"]["cpu"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("unique_id"),
+                    )
+                },
+                &["`cpu`", "unique_id"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["unique_id"] = c["cmps"]["status"]["unique_id"].clone(),
+                &["repeats unique_id", "`status`"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["p"] = json!("light"),
+                &["`cpu`", "\"light\"", "does not know"],
+            ),
+            // No shared state_topic: the sensors that relied on it lose theirs.
+            (
+                |c| drop(c.as_object_mut().unwrap().remove("state_topic")),
+                &["`cpu` (sensor)", "no `state_topic`"],
+            ),
+            // (Without the root one too, it would inherit the heartbeat topic.)
+            (
+                |c| {
+                    c.as_object_mut().unwrap().remove("state_topic");
+                    c["cmps"]["online"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("state_topic");
+                },
+                &["`online` (binary_sensor)", "no `state_topic`"],
+            ),
+            (
+                |c| {
+                    drop(
+                        c["cmps"]["cancel"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("command_topic"),
+                    )
+                },
+                &["`cancel` (button)", "no `command_topic`"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["options"] = json!(["a", "b"]),
+                &["`cpu`", "`options`", "device_class `enum`"],
+            ),
+            (
+                |c| c["cmps"]["status"]["unit_of_measurement"] = json!("%"),
+                &["`status`", "`options` together with unit_of_measurement"],
+            ),
+            (
+                |c| c["cmps"]["status"]["state_class"] = json!("measurement"),
+                &["`status`", "`options` together with state_class"],
+            ),
+            (
+                |c| c["cmps"]["status"]["options"] = json!([]),
+                &["`status`", "non-empty list"],
+            ),
+            (
+                |c| {
+                    drop(
+                        c["cmps"]["status"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("options"),
+                    )
+                },
+                &["`status`", "`enum` but no `options`"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["device_class"] = json!("temperature"),
+                &["`cpu`", "`%`", "does not fit device_class `temperature`"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["device_class"] = json!("power"),
+                &["`cpu`", "does not fit device_class `power`"],
+            ),
+            (
+                |c| {
+                    c["cmps"]["cpu"]["device_class"] = json!("data_size");
+                    c["cmps"]["cpu"]["unit_of_measurement"] = json!("°C");
+                },
+                &["`°C`", "does not fit device_class `data_size`"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["device_class"] = json!("wind_chill"),
+                &["`cpu`", "`wind_chill`", "does not know"],
+            ),
+            (
+                |c| c["cmps"]["online"]["unit_of_measurement"] = json!("%"),
+                &["`online`", "`connectivity`", "takes no unit"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["state_class"] = json!("average"),
+                &["`cpu`", "state_class `average`"],
+            ),
+            (
+                |c| c["cmps"]["online"]["device_class"] = json!("flying"),
+                &["`online`", "`flying`", "binary_sensor device class"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["object_id"] = json!("cpu"),
+                &["`cpu`", "`object_id`", "default_entity_id"],
+            ),
+            (
+                |c| c["cmps"]["cpu"]["obj_id"] = json!("cpu"),
+                &["`cpu`", "`object_id`"],
+            ),
+            (|c| c["object_id"] = json!("w"), &["root", "`object_id`"]),
+            (
+                |c| c["cmps"]["job_progress"]["state_topic"] = json!("elsewhere/job"),
+                &[
+                    "`job_progress`",
+                    "state_topic `elsewhere/job`",
+                    "not a topic",
+                ],
+            ),
+            (
+                |c| {
+                    c["cmps"]["job_progress"]["json_attributes_topic"] =
+                        json!("transcode/workers/x/nope")
+                },
+                &["`job_progress`", "json_attributes_topic", "not a topic"],
+            ),
+            (
+                |c| c["cmps"]["cancel"]["command_topic"] = json!("transcode/cancel"),
+                &["`cancel`", "command_topic", "not a topic"],
+            ),
+            (
+                |c| c["availability_topic"] = json!("transcode/workers/x"),
+                &["root", "availability_topic", "not a topic"],
+            ),
+            (
+                |c| c["cmps"]["online"]["availability_topic"] = json!(""),
+                &["`online`", "empty availability_topic"],
+            ),
+            (
+                |c| {
+                    let root = c.as_object_mut().unwrap();
+                    root.remove("availability_topic");
+                    root.insert("availability".into(), json!([{ "topic": "" }]));
+                },
+                &["root", "empty availability entry #0 topic"],
+            ),
+            (
+                |c| {
+                    let root = c.as_object_mut().unwrap();
+                    root.remove("availability_topic");
+                    root.insert(
+                        "availability".into(),
+                        json!([{ "payload_available": "up" }]),
+                    );
+                },
+                &["root", "empty availability entry #0 topic"],
+            ),
+            (
+                |c| {
+                    let root = c.as_object_mut().unwrap();
+                    root.remove("availability_topic");
+                    root.insert("avty".into(), json!([{ "t": "transcode/nowhere" }]));
+                },
+                &[
+                    "availability entry #0 topic `transcode/nowhere`",
+                    "not a topic",
+                ],
+            ),
+            // The online sensor's own availability_topic beside a shared list.
+            (
+                |c| {
+                    let root = c.as_object_mut().unwrap();
+                    let t = root.remove("availability_topic").unwrap();
+                    root.insert("availability".into(), json!([{ "topic": t }]));
+                },
+                &["`online`", "both `availability` and `availability_topic`"],
+            ),
+        ];
+        let (topic, payload) =
+            discovery().worker_config("nas.local", Some(&heartbeat("nas.local")));
+        let base = parse(&payload);
+        assert_eq!(check_config(&topic, &base, &existing), Ok(()));
+        for (i, (mutate, needles)) in cases.into_iter().enumerate() {
+            let mut c = base.clone();
+            mutate(&mut c);
+            let err = check_config(&topic, &c, &existing)
+                .expect_err(&format!("case {i} ({needles:?}) must be refused"));
+            assert!(
+                err.iter().any(|e| needles.iter().all(|n| e.contains(n))),
+                "case {i}: no message contains all of {needles:?}: {err:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_discovery_topics_are_refused() {
+        let (_, payload) = discovery().orchestrator_config();
+        let c = parse(&payload);
+        let cases = [
+            (
+                "homeassistant/device/nas.local/config",
+                "Object id `nas.local`",
+            ),
+            ("homeassistant/device/a b/config", "Object id `a b`"),
+            (
+                "homeassistant/sensor/transcode_orchestrator/config",
+                "not of the form",
+            ),
+            ("device/transcode_orchestrator/config", "not of the form"),
+            (
+                "homeassistant/device/transcode_orchestrator/state",
+                "not of the form",
+            ),
+            ("homeassistant/device//config", "Object id ``"),
+            (
+                "home+/device/transcode_orchestrator/config",
+                "not of the form",
+            ),
+        ];
+        for (topic, needle) in cases {
+            let err = check_config(topic, &c, &existing).expect_err(topic);
+            assert!(err.iter().any(|e| e.contains(needle)), "{topic}: {err:#?}");
+        }
+        // A prefix of several levels is fine.
+        let d = Discovery::new("home/ha", topics());
+        let (topic, payload) = d.orchestrator_config();
+        assert_eq!(check_config(&topic, &parse(&payload), &existing), Ok(()));
+    }
+}
