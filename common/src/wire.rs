@@ -15,10 +15,12 @@ use crate::validate::{self, Bitrate, Resolution};
 mod access;
 mod limits;
 mod media;
+mod orders;
 mod stream;
 pub use access::{speaker_of, Refusal};
 pub use limits::{MAX_FPS, MAX_MEDIA_SECONDS, MAX_SPEED, MAX_TEXT};
 pub use media::{MediaEntry, MediaKind, MediaListing};
+pub use orders::{CancelOrder, OrchestratorStats};
 pub use stream::{
     ChunkStatus, Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport,
     MAX_REPORT_SEGMENTS, MAX_SEGMENTS, MAX_SEGMENT_SECONDS,

@@ -150,7 +150,7 @@ pub struct Core {
     announced: HashSet<String>,
     metrics: Metrics,
     /// The counters last published on the stats topic.
-    last_stats: Option<serde_json::Value>,
+    last_stats: Option<wire::OrchestratorStats>,
     registry: Registry,
     jobs: HashMap<Uuid, Job>,
     store: Store,
@@ -284,16 +284,14 @@ impl Core {
         attempt: Option<u32>,
         fenced: bool,
     ) -> Publish {
-        let mut payload = serde_json::json!({"job_id": job_id});
-        if fenced {
-            payload["fenced"] = true.into();
-        }
-        if let Some(a) = attempt {
-            payload["attempt"] = a.into();
-        }
+        let order = wire::CancelOrder {
+            job_id,
+            fenced,
+            attempt,
+        };
         Publish {
             topic: self.topics.worker_cancel(worker_id),
-            payload: payload.to_string().into_bytes(),
+            payload: wire::encode(&order),
             retain: false,
         }
     }
@@ -1065,18 +1063,18 @@ impl Core {
     /// The retained counters for dashboards, when they changed (or always).
     fn stats(&mut self, always: bool) -> Option<Publish> {
         let count = |f: &dyn Fn(&Job) -> bool| self.jobs.values().filter(|j| f(j)).count();
-        let stats = serde_json::json!({
-            "queued_jobs": count(&|j| j.state == JobState::Queued),
-            "running_jobs": count(&|j| j.is_running()),
-            "workers_online": self.registry.online_count(),
-        });
-        if !always && self.last_stats.as_ref() == Some(&stats) {
+        let stats = wire::OrchestratorStats {
+            queued_jobs: count(&|j| j.state == JobState::Queued),
+            running_jobs: count(&|j| j.is_running()),
+            workers_online: self.registry.online_count(),
+        };
+        if !always && self.last_stats == Some(stats) {
             return None;
         }
-        self.last_stats = Some(stats.clone());
+        self.last_stats = Some(stats);
         Some(Publish {
             topic: self.topics.orchestrator_stats(),
-            payload: stats.to_string().into_bytes(),
+            payload: wire::encode(&stats),
             retain: true,
         })
     }

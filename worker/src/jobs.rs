@@ -289,33 +289,29 @@ impl Jobs {
     /// whatever runs now.
     pub async fn on_cancel(&self, payload: &[u8]) {
         let worker_id = self.worker_id().to_string();
-        // The orchestrator fences a job that moved to another worker: stop it
-        // without a status, which would contradict the new holder's.
-        let request = serde_json::from_slice::<serde_json::Value>(payload).ok();
-        let fenced = request
-            .as_ref()
-            .is_some_and(|v| v.get("fenced") == Some(&serde_json::Value::Bool(true)));
-        // A fence names the stale attempt when it knows it: a newer run of
-        // the same job here is the one the orchestrator wants, and stays.
-        let fenced_attempt = request
-            .as_ref()
-            .and_then(|v| v.get("attempt"))
-            .and_then(|a| a.as_u64());
+        // `CANCEL` stops every run; an order names one job. The orchestrator
+        // fences a job that moved to another worker: stop it without a
+        // status, which would contradict the new holder's. A fence names the
+        // stale attempt when it knows it: a newer run of the same job here is
+        // the one the orchestrator wants, and stays.
+        let (targets, fenced, fenced_attempt): (Vec<Uuid>, bool, Option<u32>) = if payload
+            .trim_ascii()
+            == b"CANCEL"
+        {
+            (self.state().running.keys().copied().collect(), false, None)
+        } else {
+            match wire::decode::<wire::CancelOrder>(payload) {
+                Ok(order) => (vec![order.job_id], order.fenced, order.attempt),
+                Err(e) => {
+                    tracing::warn!(worker_id, "cancel request ignored: it is neither CANCEL nor {{\"job_id\": \"<uuid>\"}}: {e}");
+                    return;
+                }
+            }
+        };
         let reason = if fenced {
             StopReason::Superseded
         } else {
             StopReason::Cancelled
-        };
-        let targets: Vec<Uuid> = if payload.trim_ascii() == b"CANCEL" {
-            self.state().running.keys().copied().collect()
-        } else {
-            match wire::job_id_of(payload) {
-                Some(id) => vec![id],
-                None => {
-                    tracing::warn!(worker_id, "cancel request ignored: it is neither CANCEL nor {{\"job_id\": \"<uuid>\"}}");
-                    return;
-                }
-            }
         };
         if targets.is_empty() {
             tracing::info!(worker_id, "cancel request: no job is running");
@@ -325,7 +321,7 @@ impl Jobs {
                 .state()
                 .running
                 .get_mut(&job_id)
-                .filter(|r| !fenced || fenced_attempt.is_none_or(|a| u64::from(r.attempt) <= a))
+                .filter(|r| !fenced || fenced_attempt.is_none_or(|a| r.attempt <= a))
                 .and_then(|r| r.stop.take());
             match stop {
                 Some(stop) => {
