@@ -637,17 +637,16 @@ mod tests {
     use super::*;
     use serde_json::json;
     use transcode_common::topics::Topics;
-    use transcode_common::wire::{self, Heartbeat};
+    use transcode_common::wire::Heartbeat;
     use transcode_orchestrator::homeassistant::Discovery;
 
-    const PREFIX: &str = "homeassistant";
-
-    fn topics() -> Topics {
-        Topics::new("transcode").unwrap()
+    /// Our generator, with the default discovery prefix and topics.
+    fn discovery() -> Discovery {
+        Discovery::new("homeassistant", topics())
     }
 
-    fn discovery() -> Discovery {
-        Discovery::new(PREFIX, topics())
+    fn topics() -> Topics {
+        Topics::new("transcode").expect("a good prefix")
     }
 
     /// Accepts exactly the topics of this system under its prefix.
@@ -656,14 +655,7 @@ mod tests {
     }
 
     fn heartbeat(worker_id: &str) -> Heartbeat {
-        wire::decode(
-            format!(
-                r#"{{"worker_id":"{worker_id}","ip_address":"192.168.1.50","port":8080,
-                "os":"linux","hw_accel":["qsv"],"status":"idle","cpu_usage":5,"version":"0.1.0"}}"#
-            )
-            .as_bytes(),
-        )
-        .unwrap()
+        crate::simulated_heartbeat(worker_id)
     }
 
     fn parse(payload: &[u8]) -> Value {
