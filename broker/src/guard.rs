@@ -131,6 +131,11 @@ pub struct Guarded {
     who: Option<Client>,
     /// When its login was last found to hold.
     checked: Option<Instant>,
+    /// A CONNECT was read. rumqttd reads a new connection's first packet
+    /// through us before it checks that it is a CONNECT and its login, and
+    /// reads nothing more from a connection it refused: what comes after a
+    /// CONNECT comes from a client it took.
+    connected: bool,
 }
 
 impl Guarded {
@@ -145,6 +150,7 @@ impl Guarded {
             tap,
             who: None,
             checked: None,
+            connected: false,
         }
     }
 
@@ -225,8 +231,14 @@ impl Protocol for Guarded {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
         let mut packet = V4.read_mut(stream, max_size)?;
         self.screen(&mut packet)?;
-        if let (Some(tap), Packet::Publish(publish, _)) = (&self.tap, &packet) {
-            tap.offer(&publish.topic, &publish.payload);
+        match (&self.tap, &packet) {
+            (_, Packet::Connect(..)) => self.connected = true,
+            // Never a publish sent before the CONNECT (rumqttd drops that
+            // connection, but only after reading it here).
+            (Some(tap), Packet::Publish(publish, _)) if self.connected => {
+                tap.offer(&publish.topic, &publish.payload);
+            }
+            _ => {}
         }
         Ok(packet)
     }
@@ -307,6 +319,45 @@ mod tests {
             out.push(g.read_mut(&mut bytes, 1 << 20));
         }
         out
+    }
+
+    #[test]
+    fn the_tap_copies_only_what_passed_after_a_connect() {
+        let tap = Arc::new(Tap::new(10, |t: &str| {
+            t.starts_with("ok/") || t.starts_with("no/")
+        }));
+        let taken = |g: &mut Guarded, packets: Vec<Packet>| {
+            let _ = through(g, packets);
+            tap.take()
+                .iter()
+                .map(|t| t.topic().to_string())
+                .collect::<Vec<_>>()
+        };
+        // Without a gate (anonymous clients), and with one.
+        let (gate, _) = guarded();
+        for gate in [None, Some(gate)] {
+            let mut g = Guarded::with(gate.clone(), Some(tap.clone()));
+            assert!(
+                taken(&mut g, vec![publish("ok/early", false)]).is_empty(),
+                "a publish before CONNECT is not copied"
+            );
+            let mut g = Guarded::with(gate.clone(), Some(tap.clone()));
+            let got = taken(
+                &mut g,
+                vec![
+                    connect("good", None),
+                    publish("ok/a", false),
+                    publish("no/b", false),
+                ],
+            );
+            let want: &[&str] = if gate.is_some() {
+                // The refused one became a refusal note on another topic.
+                &["ok/a"]
+            } else {
+                &["ok/a", "no/b"]
+            };
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

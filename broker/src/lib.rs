@@ -120,10 +120,10 @@ impl RunningBroker {
     }
 }
 
-/// The size of one segment of a topic's log in the broker's memory.
+/// The size of one segment of a filter's log in the broker's memory.
 pub const SEGMENT_BYTES: usize = 256 * 1024;
-/// Segments a topic's log keeps (the one being written included): a topic
-/// holds at most about 1 MiB, plus one message larger than a segment.
+/// Segments a filter's log keeps (the one being written included): about
+/// 1 MiB, each segment overrun by at most one message.
 pub const SEGMENTS_PER_TOPIC: usize = 4;
 
 /// Builds the rumqttd configuration from our settings.
@@ -163,14 +163,19 @@ pub fn rumqttd_config(settings: &BrokerSettings) -> Config {
             // 0 would refuse everyone.
             max_connections: settings.max_connections.max(1),
             max_outgoing_packet_count: 200,
-            // Every topic gets a log of what was published on it, and
-            // retention is by size: with 8 MB segments a worker beating
-            // every second kept a day of heartbeats (and the read buffers
-            // they share) in memory. A segment's size is a soft limit (a
-            // larger message still goes in, alone); what it bounds is how far
-            // a subscriber may fall behind on one topic before it loses the
-            // oldest: about 1 MiB, 3,000 job requests of 300 bytes
-            // (Mosquitto's default queue is 1,000 messages per client).
+            // rumqttd keeps a log per filter (every topic published to, with
+            // dynamic filters, and every subscription's filter), retention by
+            // size: with 8 MB x 4 segments a worker beating every second kept
+            // a day of heartbeats (and the read buffers they share) in memory.
+            // Now about 1 MiB a filter: the size is checked before each
+            // append, so a segment holds at least one message, and a message
+            // larger than a segment still goes in. What it bounds is how far a
+            // subscriber may fall behind on one filter, at least 3 segments
+            // (768 KiB, 2,600 messages of 300 bytes) before it loses the
+            // oldest: rumqttd moves its cursor on and logs a jump. For a
+            // worker offline with its session kept that is 768 KiB of orders;
+            // the assignment timeout gives an unanswered one to another.
+            // Mosquitto's default queue is 1,000 messages per client.
             max_segment_size: SEGMENT_BYTES,
             max_segment_count: SEGMENTS_PER_TOPIC,
             custom_segment: None,

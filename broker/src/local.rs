@@ -137,8 +137,9 @@ impl LocalClient {
         self.push(Packet::Publish(publish, None))
     }
 
-    /// Subscribes to `filter`; its retained messages come at once, also on
-    /// a repeated subscription.
+    /// Subscribes to `filter`; its retained messages come at once. rumqttd
+    /// sends them only for a filter the link does not hold yet: to read
+    /// them again, unsubscribe first.
     pub fn subscribe(&self, filter: &str) -> Result<(), LocalError> {
         let filters = vec![Filter {
             path: filter.to_string(),

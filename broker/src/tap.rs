@@ -13,7 +13,7 @@
 //! the owner started are not in it (the owner starts the broker, so there
 //! are none).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -44,6 +44,9 @@ pub struct Tap {
     /// owner takes them.
     capacity: usize,
     dropped: AtomicU64,
+    /// Set from the first copy dropped until the next take: one warning
+    /// for each time the buffer fills.
+    full: AtomicBool,
 }
 
 impl std::fmt::Debug for Tap {
@@ -64,6 +67,7 @@ impl Tap {
             buffer: Mutex::new(Vec::new()),
             capacity,
             dropped: AtomicU64::new(0),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -78,7 +82,8 @@ impl Tap {
         let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         if buffer.len() >= self.capacity {
             drop(buffer);
-            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     capacity = self.capacity,
                     "the broker's tap is full: its owner is not taking what it copied; dropping copies"
@@ -94,7 +99,9 @@ impl Tap {
 
     /// Everything copied since the last take, in the order it was read.
     pub fn take(&self) -> Vec<Tapped> {
-        std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|p| p.into_inner()))
+        let taken = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|p| p.into_inner()));
+        self.full.store(false, Ordering::Relaxed);
+        taken
     }
 
     /// Copies dropped since the start because the buffer was full.

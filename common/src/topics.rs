@@ -134,7 +134,6 @@ impl Topics {
         self.job_cancel("+")
     }
 
-    /// Recognises a topic of ours; `None` for anything else.
     /// The worker id of a heartbeat topic, without allocating (the
     /// broker asks for every publish it reads).
     pub fn heartbeat_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
@@ -145,6 +144,7 @@ impl Topics {
         (!id.is_empty() && !id.contains('/')).then_some(id)
     }
 
+    /// Recognises a topic of ours; `None` for anything else.
     pub fn parse(&self, topic: &str) -> Option<Topic> {
         let rest = topic.strip_prefix(&self.prefix)?.strip_prefix('/')?;
         let parts: Vec<&str> = rest.split('/').collect();

@@ -136,7 +136,10 @@ impl Logins {
             if username == user {
                 // Never another's client id: rumqttd would hand it that
                 // client's session.
-                if client_id == ORCHESTRATOR_LOGIN || client_id.starts_with(WORKER_PREFIX) {
+                // (The orchestrator's own link to its broker is
+                // `transcode-orchestrator-local-...`.)
+                if client_id.starts_with(ORCHESTRATOR_LOGIN) || client_id.starts_with(WORKER_PREFIX)
+                {
                     return Verdict::Refused(format!(
                         "the shared login {username:?} may not take client id {client_id:?}"
                     ));
@@ -363,6 +366,12 @@ mod tests {
             ("worker-nas", "viewer", "look", "may not take client id"),
             (
                 "transcode-orchestrator",
+                "viewer",
+                "look",
+                "may not take client id",
+            ),
+            (
+                "transcode-orchestrator-local-00ff",
                 "viewer",
                 "look",
                 "may not take client id",

@@ -94,6 +94,12 @@ impl Session {
     }
 
     /// The heartbeats the tap copied since the last look, as heard now.
+    /// The tap copies a heartbeat when the broker reads it, before the
+    /// router has handed us what was read just before it on other topics:
+    /// taken before any other message, a heartbeat read before it reaches
+    /// the core first, and one read just after may too. The core does not
+    /// lean on the order across topics (a final status overtaken by a
+    /// heartbeat that no longer lists its run is expected, see `reconcile`).
     fn take_tapped(&mut self) {
         let Some(tap) = &self.tap else {
             return;
