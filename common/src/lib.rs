@@ -10,7 +10,7 @@
 //! - [`config`]: loading a binary's configuration from built-in defaults, an
 //!   optional TOML file and `TRANSCODE_...` environment variables.
 //! - [`mqtt`]: one self-healing MQTT connection (backoff, reconnect events).
-//! - [`metrics`]: Prometheus text exposition for `/metrics`.
+//! - [`metrics`]: `/metrics` in Prometheus text, through `prometheus-client`.
 //! - [`mqtt_url`]: parsing `mqtt://host:port` broker addresses.
 //! - [`http_range`]: what a request for a file's bytes gets: its `Range` and
 //!   its conditions (`304`); pure, tested by table.

@@ -1,133 +1,110 @@
-//! Prometheus text exposition (format 0.0.4), written by hand: a few gauges,
-//! counters and histograms need no registry.
+//! `/metrics` in Prometheus text (format 0.0.4), through `prometheus-client`.
+//!
+//! Each endpoint fills a [`Registry`] when it is scraped: gauges and
+//! counters with the values of that moment, and the [`Histogram`]s it keeps.
+//! Labels come from small fixed sets (a job state, an answer, an encoder),
+//! never from a job id: a series per job would grow for as long as the
+//! process runs.
 
-use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
 
-/// A histogram with fixed upper bounds (seconds).
-#[derive(Debug, Clone)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+use prometheus_client::encoding::{prometheus_text, EncodeGaugeValue};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub use prometheus_client::metrics::histogram::Histogram;
+pub use prometheus_client::registry::Registry;
+
+/// One label of a series: (name, value).
+pub type Label = (&'static str, &'static str);
+
+/// A gauge that reads a value of the moment: an `f64`, or a whole number
+/// (`u64`, `i64`, ...), written without a decimal point.
+pub fn gauge<N>(registry: &mut Registry, name: &str, help: &str, value: N)
+where
+    N: EncodeGaugeValue + Send + Sync + std::fmt::Debug + 'static,
+{
+    registry.register(name, sentence(help), ConstGauge::new(value));
 }
 
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    pub fn observe(&mut self, value: f64) {
-        if !value.is_finite() || value < 0.0 {
-            return;
-        }
-        for (bound, count) in self.bounds.iter().zip(self.counts.iter_mut()) {
-            if value <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
-    }
+/// A counter (`name` with or without its `_total`, which the text adds).
+pub fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    registry.register(bare(name), sentence(help), ConstCounter::new(value));
 }
 
-/// Escapes a label value.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// One gauge per label set.
+pub fn gauges<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    series: &[([Label; N], f64)],
+) {
+    let family = Family::<[Label; N], Gauge<f64, AtomicU64>>::default();
+    for (labels, value) in series {
+        family.get_or_create(labels).set(*value);
+    }
+    registry.register(name, sentence(help), family);
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
-    if pairs.is_empty() {
-        return String::new();
+/// One gauge per label set, of whole numbers.
+pub fn counts<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    series: &[([Label; N], i64)],
+) {
+    let family = Family::<[Label; N], Gauge>::default();
+    for (labels, value) in series {
+        family.get_or_create(labels).set(*value);
     }
-    let inner: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    format!("{{{}}}", inner.join(","))
+    registry.register(name, sentence(help), family);
 }
 
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
+/// One counter per label set.
+pub fn counters<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    series: &[([Label; N], u64)],
+) {
+    let family = Family::<[Label; N], Counter>::default();
+    for (labels, value) in series {
+        family.get_or_create(labels).inc_by(*value);
     }
+    registry.register(bare(name), sentence(help), family);
 }
 
-/// Builds one exposition. Each metric family is written once with its HELP
-/// and TYPE, then its samples.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    text: String,
+/// A histogram with fixed upper bounds.
+pub fn histogram(bounds: &[f64]) -> Histogram {
+    Histogram::new(bounds.iter().copied())
 }
 
-impl Exposition {
-    pub fn new() -> Exposition {
-        Exposition::default()
-    }
-
-    fn header(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {help}");
-        let _ = writeln!(self.text, "# TYPE {name} {kind}");
-    }
-
-    /// A gauge family with one sample per label set.
-    pub fn gauge(
-        &mut self,
-        name: &str,
-        help: &str,
-        samples: &[(&[(&str, &str)], f64)],
-    ) -> &mut Self {
-        self.header(name, "gauge", help);
-        for (l, v) in samples {
-            let _ = writeln!(self.text, "{name}{} {}", labels(l), number(*v));
-        }
-        self
-    }
-
-    /// A counter family (`name` should end in `_total`).
-    pub fn counter(
-        &mut self,
-        name: &str,
-        help: &str,
-        samples: &[(&[(&str, &str)], f64)],
-    ) -> &mut Self {
-        self.header(name, "counter", help);
-        for (l, v) in samples {
-            let _ = writeln!(self.text, "{name}{} {}", labels(l), number(*v));
-        }
-        self
-    }
-
-    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) -> &mut Self {
-        self.header(name, "histogram", help);
-        for (bound, count) in h.bounds.iter().zip(&h.counts) {
-            let le = number(*bound);
-            let _ = writeln!(self.text, "{name}_bucket{} {count}", labels(&[("le", &le)]));
-        }
-        let _ = writeln!(self.text, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(self.text, "{name}_sum {}", number(h.sum));
-        let _ = writeln!(self.text, "{name}_count {}", h.count);
-        self
-    }
-
-    pub fn finish(self) -> String {
-        self.text
-    }
+/// Registers a histogram the caller keeps observing into.
+pub fn observed(registry: &mut Registry, name: &str, help: &str, histogram: &Histogram) {
+    registry.register(name, sentence(help), histogram.clone());
 }
 
-/// The content type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The registry's text.
+pub fn text(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_text::encode(&mut out, registry) {
+        // Writing to a String does not fail; a metric that cannot be
+        // written leaves the rest as it is.
+        tracing::warn!("metrics text incomplete: {e}");
+    }
+    out
+}
+
+/// The help text without its full stop: the text writer adds one.
+fn sentence(help: &str) -> &str {
+    help.strip_suffix('.').unwrap_or(help)
+}
+
+fn bare(name: &str) -> &str {
+    name.strip_suffix("_total").unwrap_or(name)
+}
 
 #[cfg(test)]
 mod tests {
@@ -135,36 +112,54 @@ mod tests {
 
     #[test]
     fn histograms_are_cumulative() {
-        let mut h = Histogram::new(&[1.0, 5.0]);
-        for v in [0.5, 2.0, 7.0, f64::NAN, -1.0] {
+        let h = histogram(&[0.1, 1.0]);
+        let mut r = Registry::default();
+        observed(&mut r, "t_seconds", "Latency.", &h);
+        for v in [0.05, 0.5, 0.5, 3.0] {
             h.observe(v);
         }
-        let mut e = Exposition::new();
-        e.histogram("x_seconds", "x", &h);
-        let text = e.finish();
+        // Observed after registering: the registry reads the same histogram.
+        let t = text(&r);
         for line in [
-            "x_seconds_bucket{le=\"1\"} 1",
-            "x_seconds_bucket{le=\"5\"} 2",
-            "x_seconds_bucket{le=\"+Inf\"} 3",
-            "x_seconds_sum 9.5",
-            "x_seconds_count 3",
+            "# TYPE t_seconds histogram",
+            "t_seconds_bucket{le=\"0.1\"} 1",
+            "t_seconds_bucket{le=\"1\"} 3",
+            "t_seconds_bucket{le=\"+Inf\"} 4",
+            "t_seconds_count 4",
+            "# HELP t_seconds Latency.",
+            "t_seconds_sum 4.05",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+            assert!(t.lines().any(|l| l == line), "{line} missing in:\n{t}");
         }
     }
 
     #[test]
     fn samples_and_labels() {
-        let mut e = Exposition::new();
-        e.gauge("g", "a gauge", &[(&[("state", "queued")], 2.0), (&[], 1.5)])
-            .counter("c_total", "a counter", &[(&[("v", "a\"b\\c\nd")], 3.0)]);
-        let text = e.finish();
-        assert!(text.contains("# TYPE g gauge\n"));
-        assert!(text.contains("g{state=\"queued\"} 2\n"));
-        assert!(text.contains("g 1.5\n"));
-        assert!(
-            text.contains("c_total{v=\"a\\\"b\\\\c\\nd\"} 3\n"),
-            "{text}"
-        );
+        let mut r = Registry::default();
+        gauge(&mut r, "g", "A gauge.", 2.5);
+        gauge(&mut r, "n", "A whole number.", 3u64);
+        counts(&mut r, "by", "Whole, by state.", &[([("state", "x")], 2)]);
+        counter(&mut r, "c_total", "A counter.", 7);
+        gauges(&mut r, "s", "By state.", &[([("state", "a\"b")], 1.0)]);
+        counters(&mut r, "k", "By answer.", &[([("answer", "ok")], 3)]);
+        let t = text(&r);
+        // (label, expected line) rows
+        let cases = [
+            ("plain gauge", "g 2.5"),
+            ("whole gauge", "n 3"),
+            ("whole labelled gauge", "by{state=\"x\"} 2"),
+            ("counter keeps one _total", "c_total 7"),
+            ("escaped label", "s{state=\"a\\\"b\"} 1.0"),
+            ("labelled counter", "k_total{answer=\"ok\"} 3"),
+            ("counter type", "# TYPE c_total counter"),
+            ("help", "# HELP g A gauge."),
+        ];
+        for (what, line) in cases {
+            assert!(
+                t.lines().any(|l| l == line),
+                "{what}: {line} missing in:\n{t}"
+            );
+        }
+        assert!(!t.contains("# EOF"), "Prometheus text has no EOF marker");
     }
 }

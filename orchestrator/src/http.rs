@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use transcode_common::metrics;
 use transcode_common::wire::{self, JobRequest, MAX_PAYLOAD_BYTES};
 use uuid::Uuid;
 use warp::http::{header, Response, StatusCode};
@@ -340,24 +341,22 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             if s.access.metrics_need_token && !s.access.allows(authorization.as_deref()) {
                 return unauthorized(&s.access.refusal());
             }
-            let mut text = s.core().metrics_text();
-            if let Some(m) = &s.media {
-                text.push_str(&m.metrics_text());
+            let mut r = metrics::Registry::default();
+            s.core().register_metrics(&mut r);
+            if let Some(media) = &s.media {
+                media.register_metrics(&mut r);
             }
             if let Some(g) = &s.gate {
-                let mut e = transcode_common::metrics::Exposition::new();
-                e.counter(
+                metrics::counter(
+                    &mut r,
                     "transcode_broker_refused_total",
                     "Publishes, last wills and subscriptions the embedded broker refused a login.",
-                    &[(&[], g.refused() as f64)],
+                    g.refused(),
                 );
-                text.push_str(&e.finish());
             }
+            let text = metrics::text(&r);
             Response::builder()
-                .header(
-                    header::CONTENT_TYPE,
-                    transcode_common::metrics::CONTENT_TYPE,
-                )
+                .header(header::CONTENT_TYPE, metrics::CONTENT_TYPE)
                 .body(Bytes::from(text).into())
                 .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "metrics failed"))
         });

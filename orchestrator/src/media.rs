@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 use transcode_common::media::{self, SourceError};
-use transcode_common::metrics::Exposition;
+use transcode_common::metrics::{self as m, Registry};
 use transcode_common::validate;
 use uuid::Uuid;
 
@@ -179,30 +179,24 @@ impl Media {
         Ok(path)
     }
 
-    /// The serving figures in Prometheus text.
-    pub fn metrics_text(&self) -> String {
+    /// The serving figures, for `/metrics`.
+    pub fn register_metrics(&self, r: &mut Registry) {
         let c = &self.counters;
-        let mut e = Exposition::new();
-        e.counter(
+        m::counter(
+            r,
             "transcode_source_bytes_total",
             "Bytes of source files sent to workers.",
-            &[(&[], c.bytes.load(Ordering::Relaxed) as f64)],
-        )
-        .counter(
+            c.bytes.load(Ordering::Relaxed),
+        );
+        m::counters(
+            r,
             "transcode_source_requests_total",
             "Source requests, by answer.",
             &[
-                (
-                    &[("answer", "served")],
-                    c.served.load(Ordering::Relaxed) as f64,
-                ),
-                (
-                    &[("answer", "refused")],
-                    c.refused.load(Ordering::Relaxed) as f64,
-                ),
+                ([("answer", "served")], c.served.load(Ordering::Relaxed)),
+                ([("answer", "refused")], c.refused.load(Ordering::Relaxed)),
             ],
         );
-        e.finish()
     }
 }
 

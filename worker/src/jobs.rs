@@ -97,7 +97,9 @@ struct State {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobMetrics {
     pub active: usize,
-    pub fps: Vec<(Uuid, f64)>,
+    /// Frames per second of every running job together (a series per job
+    /// would grow with every job the worker ever ran).
+    pub encode_fps: f64,
     pub results: Vec<(&'static str, u64)>,
 }
 
@@ -155,15 +157,13 @@ impl Jobs {
 
     pub fn metrics(&self) -> JobMetrics {
         let state = self.state();
-        let mut fps: Vec<(Uuid, f64)> = state.fps.iter().map(|(k, v)| (*k, *v)).collect();
-        fps.sort_by_key(|(id, _)| *id);
         let results = ["completed", "failed", "cancelled", "refused"]
             .into_iter()
             .map(|r| (r, state.results.get(r).copied().unwrap_or(0)))
             .collect();
         JobMetrics {
             active: state.running.len(),
-            fps,
+            encode_fps: state.fps.values().sum(),
             results,
         }
     }

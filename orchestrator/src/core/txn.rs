@@ -199,8 +199,10 @@ impl Core {
         }
         // What was announced or counted as published was not: say it all
         // again once the store is back.
-        self.announced.clear();
-        self.last_stats = None;
+        if let Some(ha) = &mut self.ha {
+            ha.unsent();
+        }
+        self.board.unsent();
     }
 
     fn enter_fault(&mut self, why: String) {
