@@ -168,11 +168,17 @@ impl Core {
             .map(|(hb, online)| {
                 let mut ids = held.get(hb.worker_id.as_str()).cloned().unwrap_or_default();
                 // Our own jobs count where we gave them: a run that just
-                // ended is still in the heartbeat made before its end.
+                // ended is still in the heartbeat made before its end. One
+                // we cancelled is the exception: its worker is still
+                // stopping FFmpeg, and says so in every heartbeat until the
+                // run is over (it sends one then).
                 ids.extend(
                     hb.active_jobs
                         .iter()
-                        .filter(|id| !self.jobs.contains_key(id))
+                        .filter(|id| match self.jobs.get(id) {
+                            None => true,
+                            Some(j) => self.stopping_on(j, &hb.worker_id),
+                        })
                         .copied(),
                 );
                 Candidate {
@@ -182,5 +188,17 @@ impl Core {
                 }
             })
             .collect()
+    }
+
+    /// Whether the job was cancelled while it ran on `worker_id` (its
+    /// worker may still be stopping it).
+    fn stopping_on(&self, job: &Job, worker_id: &str) -> bool {
+        if job.state != JobState::Cancelled {
+            return false;
+        }
+        if job.is_mesh_mode {
+            return job.chunks.iter().any(|c| c.worker_id == worker_id);
+        }
+        job.worker_id.as_deref() == Some(worker_id)
     }
 }

@@ -742,6 +742,31 @@ fn cancel_reaches_the_worker_and_is_final() {
 }
 
 #[test]
+fn a_cancelled_run_holds_its_worker_until_its_heartbeat_lets_go() {
+    let mut r = Rig::new();
+    r.worker("a", SW, &[]);
+    let (first, out) = r.submit("x.mkv");
+    assert_eq!(assignments(&out).len(), 1);
+    r.status(first, "a", "processing", 1, json!({}));
+    r.worker("a", SW, &[first]);
+    let now = r.now;
+    let (_, out) = r.core.cancel(first, now).unwrap();
+    assert!(assignments(&out).is_empty());
+    // The worker is still stopping FFmpeg: a new job waits for it.
+    let (second, out) = r.submit("y.mkv");
+    assert!(
+        assignments(&out).is_empty(),
+        "sent to a worker still stopping"
+    );
+    assert!(assignments(&r.worker("a", SW, &[first])).is_empty());
+    assert_eq!(r.job(second).state, JobState::Queued);
+    // Its heartbeat without the cancelled run frees it.
+    let out = r.worker("a", SW, &[]);
+    assert_eq!(assignments(&out).len(), 1);
+    assert_eq!(r.job(second).worker_id.as_deref(), Some("a"));
+}
+
+#[test]
 fn resubmits_and_conflicts() {
     let mut r = Rig::new();
     let id = Uuid::new_v4();
