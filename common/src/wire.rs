@@ -13,11 +13,13 @@ use uuid::Uuid;
 use crate::validate::{self, Bitrate, Resolution};
 
 mod access;
+mod api;
 mod limits;
 mod media;
 mod orders;
 mod stream;
 pub use access::{speaker_of, Refusal};
+pub use api::*;
 pub use limits::{MAX_FPS, MAX_MEDIA_SECONDS, MAX_SPEED, MAX_TEXT};
 pub use media::{MediaEntry, MediaKind, MediaListing};
 pub use orders::{CancelOrder, OrchestratorStats};

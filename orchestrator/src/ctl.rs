@@ -1,18 +1,27 @@
 //! What `transcodectl` prints: tables and the progress bar, built without IO.
 //!
 //! The binary (`src/bin/transcodectl.rs`) only talks HTTP and writes what
-//! these functions return. Everything here reads the API's JSON as
-//! [`serde_json::Value`] and tolerates missing, null or unknown fields, so an
-//! orchestrator newer or older than the tool never breaks it.
+//! these functions return. The API's answers are read into the wire types
+//! of `transcode_common::wire` ([`JobView`], [`WorkerView`], [`MediaListing`],
+//! [`ErrorAnswer`]) by [`read_answer`], which turns an answer it cannot read
+//! into a sentence naming the orchestrator.
 //!
-//! - [`progress_line`] and [`fmt_eta`]: the `submit --follow` bar.
-//! - [`jobs_table`] and [`workers_table`]: `transcodectl jobs` / `workers`.
-//! - [`base_url`], [`parse_job_id`], [`unreachable_message`] and
-//!   [`api_error_message`]: inputs and error sentences.
+//! - [`progress_line`], [`progress_words`], [`bar_style`] and [`fmt_eta`]:
+//!   the `submit --follow` display (plain lines, or an `indicatif` bar on a
+//!   terminal).
+//! - [`jobs_table`], [`workers_table`] and [`media_table`]: `transcodectl
+//!   jobs` / `workers` / `ls`, laid out by `comfy-table`.
+//! - [`base_url`], [`parse_job_id`], [`token_in`], [`token_places`] and
+//!   [`is_loopback_url`]: inputs.
+//! - [`unreachable_message`], [`api_error_message`] and [`read_answer`]:
+//!   error sentences.
 
-use serde_json::Value;
-use transcode_common::wire::{MediaKind, MediaListing};
+use serde::de::DeserializeOwned;
+use transcode_common::wire::{ErrorAnswer, JobState, JobView, MediaKind, MediaListing, WorkerView};
 use uuid::Uuid;
+
+#[cfg(test)]
+mod tests;
 
 /// Default orchestrator address, the same as the orchestrator's default
 /// `http.listen` port.
@@ -21,13 +30,8 @@ pub const DEFAULT_ORCHESTRATOR: &str = "http://127.0.0.1:8000";
 /// Cells in the progress bar.
 const BAR_WIDTH: usize = 20;
 
-/// Job states after which nothing changes any more.
-pub const FINAL_STATES: [&str; 3] = ["completed", "failed", "cancelled"];
-
-/// Whether `state` is one where `--follow` stops.
-pub fn is_final(state: &str) -> bool {
-    FINAL_STATES.contains(&state)
-}
+/// Steps of the terminal bar: a tenth of a percent each.
+pub const BAR_STEPS: u64 = 1000;
 
 /// The `--orchestrator` value made usable as a base URL: trimmed, without a
 /// trailing slash, and with `http://` when no scheme was given
@@ -57,12 +61,51 @@ pub fn unreachable_message(base: &str, reason: &str) -> String {
     )
 }
 
-/// The sentence for a non-2xx answer: the API's `error` field when there is
-/// one, else the status and the URL.
-pub fn api_error_message(base: &str, status: u16, body: &Value) -> String {
-    match body.get("error").and_then(Value::as_str).map(str::trim) {
-        Some(error) if !error.is_empty() => error.to_string(),
+/// The sentence for a non-2xx answer: the API's `error` (an
+/// [`ErrorAnswer`]) when it has one, else the status and the URL.
+pub fn api_error_message(base: &str, status: u16, body: &str) -> String {
+    match serde_json::from_str::<ErrorAnswer>(body) {
+        Ok(answer) if !answer.error.trim().is_empty() => answer.error.trim().to_string(),
         _ => format!("the orchestrator at {base} answered HTTP {status}"),
+    }
+}
+
+/// A 2xx answer's body read as `T`, or a sentence naming the orchestrator,
+/// the request (`GET /api/jobs`), what was expected (`a list of jobs`) and
+/// the first field that did not fit.
+pub fn read_answer<T: DeserializeOwned>(
+    base: &str,
+    request: &str,
+    what: &str,
+    body: &str,
+) -> Result<T, String> {
+    let mut json = serde_json::Deserializer::from_str(body);
+    serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let why = without_position(e.inner());
+            if path == "." || path.is_empty() {
+                why
+            } else {
+                format!("{path}: {why}")
+            }
+        })
+        .and_then(|value| json.end().map(|()| value).map_err(|e| without_position(&e)))
+        .map_err(|why| {
+            format!(
+                "the orchestrator at {base} answered {request} with something that is not {what} \
+                 ({why}); is transcodectl as new as the orchestrator?"
+            )
+        })
+}
+
+/// serde_json's message without its `at line 1 column 42`: in an answer
+/// on one line, the field's path says more.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) if e.line() > 0 => text[..i].to_string(),
+        _ => text,
     }
 }
 
@@ -122,29 +165,58 @@ pub fn fmt_eta(seconds: f64) -> String {
     }
 }
 
-/// One line of the `--follow` display, e.g.
+/// The job's progress as a percentage the bar can show: 0-100.
+pub fn progress_percent(job: &JobView) -> f64 {
+    if job.progress.is_finite() {
+        job.progress.clamp(0.0, 100.0)
+    } else {
+        0.0
+    }
+}
+
+/// Where the terminal bar stands, out of [`BAR_STEPS`].
+pub fn bar_position(job: &JobView) -> u64 {
+    (progress_percent(job) * BAR_STEPS as f64 / 100.0).round() as u64
+}
+
+/// How the terminal bar looks: [`progress_line`]'s bar drawn by
+/// `indicatif`, then [`progress_words`] (cut to the terminal's width).
+pub fn bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(&format!("[{{bar:{BAR_WIDTH}}}] {{wide_msg}}"))
+        .map(|style| style.progress_chars("#-"))
+        // The template is ours and tested; should it ever be refused, a
+        // bar without a style still moves.
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// One line of the `--follow` display on a pipe or a file, e.g.
 /// `[##########----------]  50.0%   48.0 fps  1.9x  ETA 0:32  processing on gaming-pc`.
-/// fps, speed, ETA and worker appear only when the job reports them.
-pub fn progress_line(job: &Value) -> String {
-    let progress = num(job, "progress").unwrap_or(0.0).clamp(0.0, 100.0);
-    let filled = ((progress / 100.0 * BAR_WIDTH as f64).floor() as usize).min(BAR_WIDTH);
-    let mut line = format!(
-        "[{}{}] {progress:5.1}%",
+pub fn progress_line(job: &JobView) -> String {
+    let filled =
+        ((progress_percent(job) / 100.0 * BAR_WIDTH as f64).floor() as usize).min(BAR_WIDTH);
+    format!(
+        "[{}{}] {}",
         "#".repeat(filled),
-        "-".repeat(BAR_WIDTH - filled)
-    );
-    if let Some(fps) = num(job, "fps").filter(|v| *v >= 0.0) {
+        "-".repeat(BAR_WIDTH - filled),
+        progress_words(job)
+    )
+}
+
+/// The words after the bar: the percentage, then fps, speed, ETA (when the
+/// job reports them), the state and where the job runs.
+pub fn progress_words(job: &JobView) -> String {
+    let mut line = format!("{:5.1}%", progress_percent(job));
+    if let Some(fps) = job.fps.filter(|v| *v >= 0.0) {
         line.push_str(&format!("  {fps:5.1} fps"));
     }
-    if let Some(speed) = num(job, "speed").filter(|v| *v >= 0.0) {
+    if let Some(speed) = job.speed.filter(|v| *v >= 0.0) {
         line.push_str(&format!("  {speed:.1}x"));
     }
-    if let Some(eta) = num(job, "eta_s").filter(|v| *v >= 0.0) {
+    if let Some(eta) = job.eta_s.filter(|v| *v >= 0.0) {
         line.push_str(&format!("  ETA {}", fmt_eta(eta)));
     }
-    let state = text(job, "state").unwrap_or("unknown");
     line.push_str("  ");
-    line.push_str(state);
+    line.push_str(job.state.as_str());
     if let Some((workers, chunks)) = mesh_workers(job) {
         let plural = if chunks == 1 { "" } else { "s" };
         line.push_str(&format!(" in {chunks} chunk{plural}"));
@@ -153,50 +225,56 @@ pub fn progress_line(job: &Value) -> String {
         }
         return line;
     }
-    if let Some(worker) = text(job, "worker_id") {
-        let preposition = if state == "assigned" { "to" } else { "on" };
+    if let Some(worker) = non_empty(&job.worker_id) {
+        let preposition = if job.state == JobState::Assigned {
+            "to"
+        } else {
+            "on"
+        };
         line.push_str(&format!(" {preposition} {worker}"));
     }
-    if let Some(attempt) = num(job, "attempt").filter(|a| *a > 1.0) {
-        line.push_str(&format!(" (attempt {attempt})"));
+    if job.attempt > 1 {
+        line.push_str(&format!(" (attempt {})", job.attempt));
     }
     line
 }
 
 /// A split job's workers running a chunk now (`a, b`) and how many chunks
 /// it ran; `None` for a plain job.
-fn mesh_workers(job: &Value) -> Option<(String, usize)> {
-    let chunks = job.get("chunks")?.as_array()?;
-    if chunks.is_empty() {
+fn mesh_workers(job: &JobView) -> Option<(String, usize)> {
+    if job.chunks.is_empty() {
         return None;
     }
-    let mut running: Vec<&str> = chunks
+    let mut running: Vec<&str> = job
+        .chunks
         .iter()
-        .filter(|c| matches!(text(c, "state"), Some("assigned" | "processing")))
-        .filter_map(|c| text(c, "worker_id"))
+        .filter(|c| matches!(c.state, JobState::Assigned | JobState::Processing))
+        .map(|c| c.worker_id.trim())
+        .filter(|w| !w.is_empty())
         .collect();
     running.sort_unstable();
     running.dedup();
-    let count = chunks.iter().filter_map(|c| num(c, "attempt")).count();
-    Some((running.join(", "), count))
+    Some((running.join(", "), job.chunks.len()))
 }
 
 /// The `transcodectl jobs` table, or `no jobs`.
-pub fn jobs_table(jobs: &[Value]) -> String {
+pub fn jobs_table(jobs: &[JobView]) -> String {
     if jobs.is_empty() {
         return "no jobs\n".to_string();
     }
     let rows = jobs.iter().map(|job| {
         vec![
-            text(job, "job_id").map_or_else(dash, |id| id.chars().take(8).collect()),
-            text(job, "state").map_or_else(dash, str::to_string),
-            num(job, "progress").map_or_else(dash, |p| format!("{:5.1}%", p.clamp(0.0, 100.0))),
+            job.job_id.to_string().chars().take(8).collect(),
+            job.state.as_str().to_string(),
+            format!("{:5.1}%", progress_percent(job)),
             match mesh_workers(job) {
                 Some((running, _)) if !running.is_empty() => running,
-                _ => text(job, "worker_id").map_or_else(dash, str::to_string),
+                _ => non_empty(&job.worker_id).map_or_else(dash, str::to_string),
             },
-            number_cell(job.get("attempt")),
-            text(job, "source_path").map_or_else(dash, str::to_string),
+            job.attempt.to_string(),
+            Some(job.source_path.trim())
+                .filter(|s| !s.is_empty())
+                .map_or_else(dash, str::to_string),
         ]
     });
     table(
@@ -206,39 +284,33 @@ pub fn jobs_table(jobs: &[Value]) -> String {
 }
 
 /// The `transcodectl workers` table, or `no workers`.
-pub fn workers_table(workers: &[Value]) -> String {
+pub fn workers_table(workers: &[WorkerView]) -> String {
     if workers.is_empty() {
         return "no workers\n".to_string();
     }
     let rows = workers.iter().map(|worker| {
-        let hb = worker.get("heartbeat").filter(|h| h.is_object());
-        let hb_text = |key| hb.and_then(|h| text(h, key));
-        let online = worker.get("online").and_then(Value::as_bool) == Some(true);
-        let jobs = worker
-            .get("jobs")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+        let hb = worker.heartbeat.as_ref();
         // `encoders` names the FFmpeg encoders that passed the probe; older
         // heartbeats only carry the `hw_accel` families.
         let encoders = hb
-            .map(|h| strings(h, "encoders"))
+            .map(|h| &h.encoders)
             .filter(|e| !e.is_empty())
-            .or_else(|| hb.map(|h| strings(h, "hw_accel")))
+            .or_else(|| hb.map(|h| &h.hw_accel))
             .filter(|e| !e.is_empty())
             .map_or_else(dash, |e| e.join(","));
-        let address = match (hb_text("ip_address"), hb.and_then(|h| h.get("port"))) {
-            (Some(ip), Some(port)) if ip.contains(':') => format!("[{ip}]:{}", cell(port)),
-            (Some(ip), Some(port)) => format!("{ip}:{}", cell(port)),
-            (Some(ip), None) => ip.to_string(),
+        let address = match hb.map(|h| (h.ip_address.trim(), h.port)) {
+            Some((ip, port)) if ip.contains(':') => format!("[{ip}]:{port}"),
+            Some((ip, port)) if !ip.is_empty() => format!("{ip}:{port}"),
             _ => dash(),
         };
         vec![
-            text(worker, "worker_id").map_or_else(dash, str::to_string),
-            if online { "yes" } else { "no" }.to_string(),
-            hb_text("status").map_or_else(dash, str::to_string),
-            hb.and_then(|h| num(h, "cpu_usage"))
+            worker.worker_id.clone(),
+            if worker.online { "yes" } else { "no" }.to_string(),
+            hb.map_or_else(dash, |h| h.status.as_str().to_string()),
+            hb.map(|h| h.cpu_usage)
+                .filter(|c| c.is_finite())
                 .map_or_else(dash, |c| format!("{c:.1}%")),
-            jobs.to_string(),
+            worker.jobs.len().to_string(),
             encoders,
             address,
         ]
@@ -317,30 +389,22 @@ pub fn fmt_length(seconds: f64) -> String {
     }
 }
 
-/// Left-aligned columns two spaces apart, each as wide as its widest cell;
-/// the last column is not padded, so lines carry no trailing spaces.
+/// A header and rows laid out by `comfy-table` without any border (its
+/// `NOTHING` preset), so the output stays greppable and cuttable: columns
+/// flush left, two spaces apart, each as wide as its widest cell, and no
+/// trailing spaces.
 fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
-    let mut all: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    all.extend(rows);
-    let mut widths = vec![0; header.len()];
-    for row in &all {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec())
+        .add_rows(rows);
+    let last = header.len().saturating_sub(1);
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, if i == last { 0 } else { 2 }));
     }
-    let mut out = String::new();
-    for row in &all {
-        let last = row.len().saturating_sub(1);
-        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
-            if i == last {
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
-                out.push_str(&" ".repeat(width - cell.chars().count() + 2));
-            }
-        }
-        out.push('\n');
-    }
+    let mut out = table.trim_fmt();
+    out.push('\n');
     out
 }
 
@@ -348,400 +412,7 @@ fn dash() -> String {
     "-".to_string()
 }
 
-/// A non-empty string field; null, missing, empty or non-string give `None`.
-fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-/// A finite number field.
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64).filter(|n| n.is_finite())
-}
-
-/// The strings of an array field, skipping anything else.
-fn strings<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
-}
-
-/// A number (or string) field as typed, `-` when absent or null.
-fn number_cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => dash(),
-        Some(v) => cell(v),
-    }
-}
-
-/// A scalar without JSON quoting.
-fn cell(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn fmt_eta_cases() {
-        let cases: &[(f64, &str)] = &[
-            (0.0, "0:00"),
-            (0.4, "0:00"),
-            (32.0, "0:32"),
-            (32.6, "0:33"),
-            (59.5, "1:00"),
-            (61.0, "1:01"),
-            (600.0, "10:00"),
-            (3599.0, "59:59"),
-            (3599.6, "1:00:00"),
-            (3600.0, "1:00:00"),
-            (3661.0, "1:01:01"),
-            (36000.0, "10:00:00"),
-            (-1.0, "-:--"),
-            (f64::NAN, "-:--"),
-            (f64::INFINITY, "-:--"),
-        ];
-        for (seconds, want) in cases {
-            assert_eq!(fmt_eta(*seconds), *want, "fmt_eta({seconds})");
-        }
-    }
-
-    #[test]
-    fn progress_line_cases() {
-        let cases: &[(Value, &str)] = &[
-            (
-                json!({"state": "processing", "progress": 50.0, "fps": 48.0, "speed": 1.9,
-                       "eta_s": 32.0, "worker_id": "gaming-pc", "attempt": 1}),
-                "[##########----------]  50.0%   48.0 fps  1.9x  ETA 0:32  processing on gaming-pc",
-            ),
-            (
-                json!({"state": "queued", "progress": 0, "fps": null, "speed": null,
-                       "eta_s": null, "worker_id": null}),
-                "[--------------------]   0.0%  queued",
-            ),
-            (
-                json!({"state": "assigned", "worker_id": "nas"}),
-                "[--------------------]   0.0%  assigned to nas",
-            ),
-            (
-                json!({"state": "completed", "progress": 100, "worker_id": "nas"}),
-                "[####################] 100.0%  completed on nas",
-            ),
-            (
-                json!({"state": "processing", "progress": 150.0}),
-                "[####################] 100.0%  processing",
-            ),
-            (
-                json!({"state": "processing", "progress": -3.0}),
-                "[--------------------]   0.0%  processing",
-            ),
-            (
-                json!({"state": "processing", "progress": 99.9}),
-                "[###################-]  99.9%  processing",
-            ),
-            (
-                json!({"state": "processing", "progress": 12.5, "eta_s": 3725.0,
-                       "speed": 0.0, "fps": 0.0}),
-                "[##------------------]  12.5%    0.0 fps  0.0x  ETA 1:02:05  processing",
-            ),
-            (
-                json!({"state": "processing", "progress": "half", "fps": "fast",
-                       "eta_s": -5.0, "worker_id": ""}),
-                "[--------------------]   0.0%  processing",
-            ),
-            (
-                json!({"state": "processing", "progress": 30, "worker_id": "w2", "attempt": 2}),
-                "[######--------------]  30.0%  processing on w2 (attempt 2)",
-            ),
-            (
-                json!({"state": "processing", "progress": 40, "worker_id": "w2", "attempt": 7,
-                       "chunks": [
-                           {"attempt": 5, "worker_id": "w1", "state": "completed"},
-                           {"attempt": 6, "worker_id": "w2", "state": "processing"},
-                           {"attempt": 7, "worker_id": "w1", "state": "assigned"}]}),
-                "[########------------]  40.0%  processing in 3 chunks on w1, w2",
-            ),
-            (
-                json!({"state": "completed", "progress": 100, "chunks": [
-                           {"attempt": 1, "worker_id": "w1", "state": "completed"}]}),
-                "[####################] 100.0%  completed in 1 chunk",
-            ),
-            (json!({}), "[--------------------]   0.0%  unknown"),
-            (json!(null), "[--------------------]   0.0%  unknown"),
-        ];
-        for (job, want) in cases {
-            assert_eq!(progress_line(job), *want, "job {job}");
-        }
-    }
-
-    #[test]
-    fn jobs_table_cases() {
-        let cases: &[(Vec<Value>, &str)] = &[
-            (vec![], "no jobs\n"),
-            (
-                vec![json!({
-                    "job_id": "3f2b8c1e-5d4a-4e6f-9a0b-1c2d3e4f5a6b", "state": "processing",
-                    "progress": 45.0, "worker_id": "gaming-pc", "attempt": 1,
-                    "source_path": "movies/a.mkv"
-                })],
-                "JOB       STATE       PROGRESS  WORKER     ATTEMPT  SOURCE\n\
-                 3f2b8c1e  processing   45.0%    gaming-pc  1        movies/a.mkv\n",
-            ),
-            (
-                // Missing and null fields become `-`; 0 and 100% keep their width.
-                vec![
-                    json!({"job_id": "aaaaaaaa-0000-0000-0000-000000000000", "state": "queued",
-                           "progress": 0, "worker_id": null, "attempt": 0,
-                           "source_path": "a.mkv"}),
-                    json!({"job_id": "bbbbbbbb-0000-0000-0000-000000000000",
-                           "state": "completed", "progress": 100, "worker_id": "a-very-long-worker-name",
-                           "attempt": 3, "source_path": "b.mkv"}),
-                    json!({"unknown_field": true}),
-                ],
-                "JOB       STATE      PROGRESS  WORKER                   ATTEMPT  SOURCE\n\
-                 aaaaaaaa  queued       0.0%    -                        0        a.mkv\n\
-                 bbbbbbbb  completed  100.0%    a-very-long-worker-name  3        b.mkv\n\
-                 -         -          -         -                        -        -\n",
-            ),
-            (
-                // A short id is shown whole; ids are cut by characters, not bytes.
-                vec![json!({"job_id": "ééé", "state": "failed", "progress": 7.24,
-                            "attempt": 2, "source_path": "c.mkv"})],
-                "JOB  STATE   PROGRESS  WORKER  ATTEMPT  SOURCE\n\
-                 ééé  failed    7.2%    -       2        c.mkv\n",
-            ),
-        ];
-        for (jobs, want) in cases {
-            assert_eq!(jobs_table(jobs), *want, "jobs {jobs:?}");
-        }
-    }
-
-    #[test]
-    fn workers_table_cases() {
-        let cases: &[(Vec<Value>, &str)] = &[
-            (vec![], "no workers\n"),
-            (
-                vec![
-                    json!({
-                        "worker_id": "gaming-pc", "online": true, "last_seen": 1700000000000u64,
-                        "jobs": ["3f2b8c1e-5d4a-4e6f-9a0b-1c2d3e4f5a6b"],
-                        "heartbeat": {
-                            "worker_id": "gaming-pc", "ip_address": "192.168.1.20", "port": 8080,
-                            "os": "linux", "hw_accel": ["nvenc"], "status": "working",
-                            "cpu_usage": 12.5, "encoders": ["h264_nvenc", "libx264"]
-                        }
-                    }),
-                    json!({
-                        "worker_id": "a-much-longer-worker-name", "online": false,
-                        "last_seen": null, "heartbeat": null, "jobs": []
-                    }),
-                ],
-                "WORKER                     ONLINE  STATUS   CPU    JOBS  ENCODERS            ADDRESS\n\
-                 gaming-pc                  yes     working  12.5%  1     h264_nvenc,libx264  192.168.1.20:8080\n\
-                 a-much-longer-worker-name  no      -        -      0     -                   -\n",
-            ),
-            (
-                // No `encoders`: fall back to `hw_accel`; IPv6 gets brackets;
-                // a missing `jobs` counts as none.
-                vec![json!({
-                    "worker_id": "nas", "online": true,
-                    "heartbeat": {"ip_address": "fe80::1", "port": 8080, "hw_accel": ["vaapi", "qsv"],
-                                  "status": "idle", "cpu_usage": 0}
-                })],
-                "WORKER  ONLINE  STATUS  CPU   JOBS  ENCODERS   ADDRESS\n\
-                 nas     yes     idle    0.0%  0     vaapi,qsv  [fe80::1]:8080\n",
-            ),
-            (
-                vec![json!({"heartbeat": "garbage", "online": "yes"})],
-                "WORKER  ONLINE  STATUS  CPU  JOBS  ENCODERS  ADDRESS\n\
-                 -       no      -       -    0     -         -\n",
-            ),
-        ];
-        for (workers, want) in cases {
-            assert_eq!(workers_table(workers), *want, "workers {workers:?}");
-        }
-    }
-
-    #[test]
-    fn base_url_cases() {
-        let cases = [
-            ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
-            ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
-            (" https://orch.lan// ", "https://orch.lan"),
-            ("10.0.0.5:8000", "http://10.0.0.5:8000"),
-            ("orch", "http://orch"),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(base_url(raw), want, "base_url({raw:?})");
-        }
-    }
-
-    #[test]
-    fn parse_job_id_cases() {
-        let id = "3f2b8c1e-5d4a-4e6f-9a0b-1c2d3e4f5a6b";
-        let cases: &[(&str, bool)] = &[
-            (id, true),
-            (" 3f2b8c1e-5d4a-4e6f-9a0b-1c2d3e4f5a6b ", true),
-            ("3f2b8c1e5d4a4e6f9a0b1c2d3e4f5a6b", true),
-            ("3f2b8c1e", false),
-            ("", false),
-            ("not-a-uuid", false),
-        ];
-        for (raw, ok) in cases {
-            let got = parse_job_id(raw);
-            assert_eq!(got.is_ok(), *ok, "parse_job_id({raw:?}) = {got:?}");
-            if let Err(sentence) = got {
-                assert!(sentence.contains("is not a job id"), "{sentence}");
-            }
-        }
-    }
-
-    #[test]
-    fn error_sentences() {
-        let base = "http://127.0.0.1:8000";
-        assert_eq!(
-            unreachable_message(base, "connection refused"),
-            "cannot reach the orchestrator at http://127.0.0.1:8000 (connection refused); \
-             is it running? (--orchestrator URL)"
-        );
-        let cases: &[(u16, Value, &str)] = &[
-            (404, json!({"error": "no job 42"}), "no job 42"),
-            (
-                409,
-                json!({"error": " job already finished "}),
-                "job already finished",
-            ),
-            (
-                500,
-                json!({"error": ""}),
-                "the orchestrator at http://127.0.0.1:8000 answered HTTP 500",
-            ),
-            (
-                502,
-                json!(null),
-                "the orchestrator at http://127.0.0.1:8000 answered HTTP 502",
-            ),
-            (
-                400,
-                json!({"error": 3}),
-                "the orchestrator at http://127.0.0.1:8000 answered HTTP 400",
-            ),
-        ];
-        for (status, body, want) in cases {
-            assert_eq!(
-                api_error_message(base, *status, body),
-                *want,
-                "{status} {body}"
-            );
-        }
-    }
-
-    #[test]
-    fn final_states() {
-        for (state, want) in [
-            ("queued", false),
-            ("assigned", false),
-            ("processing", false),
-            ("completed", true),
-            ("failed", true),
-            ("cancelled", true),
-            ("", false),
-        ] {
-            assert_eq!(is_final(state), want, "{state}");
-        }
-    }
-
-    #[test]
-    fn media_listings() {
-        let entry = |name: &str, kind, size, duration| transcode_common::wire::MediaEntry {
-            name: name.into(),
-            path: format!("films/{name}"),
-            kind,
-            size,
-            duration,
-        };
-        let listing = MediaListing {
-            path: "films".into(),
-            entries: vec![
-                entry("old", MediaKind::Directory, None, None),
-                entry(
-                    "Heat.mkv",
-                    MediaKind::Video,
-                    Some(1_530_000_000),
-                    Some(10_218.4),
-                ),
-                entry("short.mp4", MediaKind::Video, Some(7_340_032), Some(67.0)),
-                entry("notes.txt", MediaKind::Other, Some(512), None),
-            ],
-            truncated: true,
-        };
-        assert_eq!(
-            media_table(&listing),
-            "NAME       KIND    SIZE    LENGTH\n\
-             old/       folder  -       -\n\
-             Heat.mkv   video   1.5 GB  2:50:18\n\
-             short.mp4  video   7.3 MB  1:07\n\
-             notes.txt  other   512 B   -\n\
-             (only the first 4 entries of films are shown)\n"
-        );
-        let empty = MediaListing {
-            path: String::new(),
-            entries: vec![],
-            truncated: false,
-        };
-        assert_eq!(media_table(&empty), "the media root is empty\n");
-        for (n, want) in [
-            (0, "0 B"),
-            (999, "999 B"),
-            (1000, "1.0 kB"),
-            (64_000_000, "64 MB"),
-        ] {
-            assert_eq!(human_bytes(n), want);
-        }
-        for (s, want) in [
-            (0.0, "0:00"),
-            (7.4, "0:07"),
-            (250.0, "4:10"),
-            (5525.0, "1:32:05"),
-        ] {
-            assert_eq!(fmt_length(s), want);
-        }
-    }
-
-    #[test]
-    fn token_files_and_places() {
-        let cases = [
-            ("abc123\n", Some("abc123")),
-            ("  abc123  \nrest", Some("abc123")),
-            ("", None),
-            ("\n", None),
-            ("a b\n", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(token_in(text).as_deref(), want, "{text:?}");
-        }
-        for (url, local) in [
-            ("http://127.0.0.1:8000", true),
-            ("http://localhost:8000/", true),
-            ("http://[::1]:8000", true),
-            ("http://127.0.0.5", true),
-            ("http://udoo:8000", false),
-            ("http://192.168.1.10:8000", false),
-            ("http://[2001:db8::1]:8000", false),
-        ] {
-            assert_eq!(is_loopback_url(url), local, "{url}");
-        }
-        let places = token_places(Some("/srv/state"));
-        assert_eq!(places[0], std::path::Path::new("/srv/state/api-token"));
-        assert_eq!(places.len(), 3);
-        assert_eq!(token_places(None).len(), 2);
-    }
+/// The text of an optional field, trimmed; `None` when absent or blank.
+fn non_empty(field: &Option<String>) -> Option<&str> {
+    field.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }

@@ -77,7 +77,9 @@ impl ApiState {
 
 fn error(status: StatusCode, message: impl Into<String>) -> warp::reply::Response {
     warp::reply::with_status(
-        warp::reply::json(&json!({ "error": message.into() })),
+        warp::reply::json(&wire::ErrorAnswer {
+            error: message.into(),
+        }),
         status,
     )
     .into_response()

@@ -9,9 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use transcode_common::topics::{OFFLINE, ONLINE};
 use transcode_common::wire::{self, Heartbeat};
+
+/// One worker as `GET /api/workers` shows it: a wire type, so that
+/// `transcodectl` reads what is written here.
+pub use transcode_common::wire::WorkerView;
 
 /// More distinct workers than this are refused: a flood of invented ids must
 /// not grow the orchestrator's memory without bound.
@@ -44,18 +47,6 @@ struct Entry {
 pub enum Transition {
     Online,
     Offline(String),
-}
-
-/// One worker as `GET /api/workers` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct WorkerView {
-    pub worker_id: String,
-    pub online: bool,
-    /// Unix ms of the last heartbeat or availability message.
-    pub last_seen: Option<u64>,
-    pub heartbeat: Option<Heartbeat>,
-    /// Ids of the jobs the worker holds.
-    pub jobs: Vec<String>,
 }
 
 #[derive(Debug)]

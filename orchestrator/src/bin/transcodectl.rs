@@ -2,14 +2,16 @@
 //! talks HTTP and prints; what it prints is built in
 //! [`transcode_orchestrator::ctl`].
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
-use transcode_common::wire::MediaListing;
+use indicatif::{ProgressBar, ProgressDrawTarget};
+use serde::de::DeserializeOwned;
+use transcode_common::validate::{Bitrate, Resolution};
+use transcode_common::wire::{JobRequest, JobState, JobView, MediaListing, WorkerView};
 use transcode_orchestrator::ctl;
 use uuid::Uuid;
 
@@ -45,12 +47,12 @@ enum Command {
     Submit {
         /// The source file, relative to the media root (see `transcodectl ls`).
         source_path: String,
-        /// Target resolution, e.g. 720p or 1080p.
+        /// Target resolution: 480p, 720p, 1080p, 1440p, 2160p or WIDTHxHEIGHT.
         #[arg(long)]
-        resolution: String,
+        resolution: Resolution,
         /// Target video bitrate, e.g. 4M or 2500k.
         #[arg(long)]
-        bitrate: String,
+        bitrate: Bitrate,
         /// Where in the source to start, in seconds.
         #[arg(long, value_name = "SECONDS")]
         start_time: Option<f64>,
@@ -160,48 +162,32 @@ fn run(api: &Api, command: Command) -> Result<ExitCode, ApiError> {
             job_id,
             follow,
         } => {
-            let mut request = json!({
-                "source_path": source_path,
-                "resolution": resolution,
-                "bitrate": bitrate,
-                "is_mesh_mode": mesh,
-            });
-            if let Some(start_time) = start_time {
-                request["start_time"] = json!(start_time);
-            }
-            if let Some(job_id) = job_id {
-                request["job_id"] = json!(job_id);
-            }
-            let job = api.send(Method::Post(&request), "/api/jobs")?;
-            let Some(id) = job.get("job_id").and_then(Value::as_str) else {
-                return Err(ApiError::Answer(format!(
-                    "the orchestrator at {} accepted the job but did not say its id",
-                    api.base
-                )));
+            let request = JobRequest {
+                source_path,
+                resolution,
+                bitrate,
+                start_time: start_time.unwrap_or(0.0),
+                is_mesh_mode: mesh,
+                job_id,
             };
-            let state = job.get("state").and_then(Value::as_str).unwrap_or("queued");
-            println!("job {id} {state}");
+            let job: JobView = api.read(Method::Post(&request), "/api/jobs", "a job")?;
+            println!("job {} {}", job.job_id, job.state.as_str());
             if follow {
-                return follow_job(api, id);
+                return follow_job(api, job.job_id);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Jobs { json } => {
-            let jobs = api.list("/api/jobs")?;
-            if json {
-                print_json(&Value::Array(jobs));
-            } else {
-                print!("{}", ctl::jobs_table(&jobs));
-            }
+        Command::Jobs { json: true } => api.print_json("/api/jobs"),
+        Command::Jobs { json: false } => {
+            let jobs: Vec<JobView> = api.read(Method::Get, "/api/jobs", "a list of jobs")?;
+            print!("{}", ctl::jobs_table(&jobs));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Workers { json } => {
-            let workers = api.list("/api/workers")?;
-            if json {
-                print_json(&Value::Array(workers));
-            } else {
-                print!("{}", ctl::workers_table(&workers));
-            }
+        Command::Workers { json: true } => api.print_json("/api/workers"),
+        Command::Workers { json: false } => {
+            let workers: Vec<WorkerView> =
+                api.read(Method::Get, "/api/workers", "a list of workers")?;
+            print!("{}", ctl::workers_table(&workers));
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { path, json } => {
@@ -209,21 +195,16 @@ fn run(api: &Api, command: Command) -> Result<ExitCode, ApiError> {
                 path.as_deref().unwrap_or(""),
                 percent_encoding::NON_ALPHANUMERIC,
             );
-            let answer = api.send(Method::Get, &format!("/api/media?path={query}"))?;
+            let path = format!("/api/media?path={query}");
             if json {
-                print_json(&answer);
-                return Ok(ExitCode::SUCCESS);
+                return api.print_json(&path);
             }
-            let listing: MediaListing = serde_json::from_value(answer).map_err(|e| {
-                ApiError::Answer(format!(
-                    "the orchestrator at {} answered GET /api/media with something that is not a listing ({e})",
-                    api.base
-                ))
-            })?;
+            let listing: MediaListing = api.read(Method::Get, &path, "a folder listing")?;
             print!("{}", ctl::media_table(&listing));
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { job_id } => {
+            // A 2xx is the orchestrator's word that the job is cancelled.
             api.send(Method::Delete, &format!("/api/jobs/{job_id}"))?;
             println!("job {job_id} cancelled");
             Ok(ExitCode::SUCCESS)
@@ -231,18 +212,14 @@ fn run(api: &Api, command: Command) -> Result<ExitCode, ApiError> {
     }
 }
 
-/// Polls the job until it is final, drawing [`ctl::progress_line`]: redrawn
-/// in place on a terminal, one line per change otherwise.
-fn follow_job(api: &Api, id: &str) -> Result<ExitCode, ApiError> {
-    let mut out = Output {
-        tty: std::io::stdout().is_terminal(),
-        last: String::new(),
-        open: false,
-    };
+/// Polls the job until it is final, drawing its progress (see [`Output`]).
+fn follow_job(api: &Api, id: Uuid) -> Result<ExitCode, ApiError> {
+    let path = format!("/api/jobs/{id}");
+    let mut out = Output::on_stdout();
     let mut stream_shown = false;
     let mut down_since: Option<Instant> = None;
     loop {
-        let job = match api.send(Method::Get, &format!("/api/jobs/{id}")) {
+        let job: JobView = match api.read(Method::Get, &path, "a job") {
             Ok(job) => {
                 down_since = None;
                 job
@@ -268,15 +245,13 @@ fn follow_job(api: &Api, id: &str) -> Result<ExitCode, ApiError> {
                 return Err(other);
             }
         };
-        out.draw(&ctl::progress_line(&job));
+        out.draw(&job);
         // The player's URL is the orchestrator's playlist: it survives a
         // move of the job to another worker. It plays from the first
         // segment on.
-        let listed = job.get("listed").and_then(Value::as_u64).unwrap_or(0);
-        let stream_url = (listed > 0).then(|| format!("{}/stream/{id}/index.m3u8", api.base));
+        let stream_url = (job.listed > 0).then(|| format!("{}/stream/{id}/index.m3u8", api.base));
         let new_stream_url = stream_url.filter(|_| !stream_shown);
-        let state = job.get("state").and_then(Value::as_str).unwrap_or("");
-        if state == "completed" {
+        if job.state == JobState::Completed {
             // The last line is the stream URL, unless it was already shown.
             out.finish();
             match new_stream_url {
@@ -289,91 +264,93 @@ fn follow_job(api: &Api, id: &str) -> Result<ExitCode, ApiError> {
             out.line(&format!("Stream URL: {url}"));
             stream_shown = true;
         }
-        if ctl::is_final(state) {
+        if job.state.is_final() {
             out.finish();
-            return Ok(match state {
-                "failed" => {
-                    let error = job
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("no reason given");
-                    eprintln!("job {id} failed: {error}");
-                    ExitCode::FAILURE
-                }
-                _ => {
-                    eprintln!("job {id} was cancelled");
-                    ExitCode::FAILURE
-                }
-            });
+            if job.state == JobState::Failed {
+                let error = job
+                    .error
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or("no reason given");
+                eprintln!("job {id} failed: {error}");
+            } else {
+                eprintln!("job {id} was {}", job.state.as_str());
+            }
+            return Ok(ExitCode::FAILURE);
         }
         sleep(POLL_INTERVAL);
     }
 }
 
 /// The `--follow` display on stdout.
-struct Output {
-    /// Redraw one line with `\r` (a terminal) or print a line per change.
-    tty: bool,
-    /// The last progress line drawn, to skip repeats and blank leftovers.
-    last: String,
-    /// A progress line is on screen without its newline (terminal only).
-    open: bool,
+enum Output {
+    /// A terminal: `indicatif` redraws one bar in place, with
+    /// [`ctl::progress_words`] beside it.
+    Bar(ProgressBar),
+    /// A pipe or a file (where `indicatif` hides its bars): one
+    /// [`ctl::progress_line`] per change, for scripts and logs.
+    Lines {
+        /// The last line printed, to skip repeats.
+        last: String,
+    },
 }
 
 impl Output {
-    fn draw(&mut self, line: &str) {
-        if line == self.last {
-            return;
+    fn on_stdout() -> Output {
+        let bar = ProgressBar::with_draw_target(Some(ctl::BAR_STEPS), ProgressDrawTarget::stdout());
+        if bar.is_hidden() {
+            return Output::Lines {
+                last: String::new(),
+            };
         }
-        let mut stdout = std::io::stdout().lock();
-        // Write errors (a closed pipe) are not worth stopping the follow for.
-        if self.tty {
-            let blank = self
-                .last
-                .chars()
-                .count()
-                .saturating_sub(line.chars().count());
-            let _ = write!(stdout, "\r{line}{}", " ".repeat(blank));
-            self.open = true;
-        } else {
-            let _ = writeln!(stdout, "{line}");
-        }
-        let _ = stdout.flush();
-        self.last = line.to_string();
+        bar.set_style(ctl::bar_style());
+        Output::Bar(bar)
     }
 
-    /// A whole line on stdout below the bar; the bar goes on underneath.
+    fn draw(&mut self, job: &JobView) {
+        match self {
+            Output::Bar(bar) => {
+                bar.set_position(ctl::bar_position(job));
+                bar.set_message(ctl::progress_words(job));
+            }
+            Output::Lines { last } => {
+                let line = ctl::progress_line(job);
+                if line == *last {
+                    return;
+                }
+                // Write errors (a closed pipe) are not worth stopping the
+                // follow for.
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{line}");
+                let _ = stdout.flush();
+                *last = line;
+            }
+        }
+    }
+
+    /// A whole line on stdout above the bar; the bar goes on underneath.
     fn line(&mut self, text: &str) {
-        self.finish();
-        println!("{text}");
-        if self.tty {
-            // Redraw the bar below the line on the next poll.
-            self.last.clear();
+        match self {
+            Output::Bar(bar) => bar.println(text),
+            Output::Lines { .. } => println!("{text}"),
         }
     }
 
     /// A line on stderr that must not be glued to the bar.
     fn message(&mut self, text: &str) {
-        self.finish();
-        eprintln!("{text}");
-        if self.tty {
-            self.last.clear();
+        match self {
+            Output::Bar(bar) => bar.suspend(|| eprintln!("{text}")),
+            Output::Lines { .. } => eprintln!("{text}"),
         }
     }
 
-    /// Ends an open progress line.
+    /// Leaves the bar where it stands (a failed job's bar is not filled);
+    /// what is printed next goes below it.
     fn finish(&mut self) {
-        if self.open {
-            println!();
-            self.open = false;
+        if let Output::Bar(bar) = self {
+            bar.abandon();
         }
-    }
-}
-
-fn print_json(value: &Value) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(_) => println!("{value}"),
     }
 }
 
@@ -406,8 +383,18 @@ impl std::fmt::Display for ApiError {
 #[derive(Clone, Copy)]
 enum Method<'a> {
     Get,
-    Post(&'a Value),
+    Post(&'a JobRequest),
     Delete,
+}
+
+impl Method<'_> {
+    fn verb(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post(_) => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
 }
 
 /// The orchestrator's HTTP API.
@@ -429,33 +416,27 @@ impl Api {
         Api { base, agent, token }
     }
 
-    /// One request; a 2xx JSON answer, or an error sentence naming the URL.
-    fn send(&self, method: Method, path: &str) -> Result<Value, ApiError> {
+    /// One request; the body of a 2xx answer, or an error sentence naming
+    /// the URL.
+    fn send(&self, method: Method, path: &str) -> Result<String, ApiError> {
         let url = format!("{}{path}", self.base);
         let bearer = self
             .token
             .as_ref()
             .map(|(t, _)| format!("Bearer {t}"))
             .unwrap_or_default();
-        let (verb, sent) = match method {
-            Method::Get => (
-                "GET",
-                self.agent.get(&url).header("Authorization", &bearer).call(),
-            ),
-            Method::Post(body) => (
-                "POST",
-                self.agent
-                    .post(&url)
-                    .header("Authorization", &bearer)
-                    .send_json(body),
-            ),
-            Method::Delete => (
-                "DELETE",
-                self.agent
-                    .delete(&url)
-                    .header("Authorization", &bearer)
-                    .call(),
-            ),
+        let sent = match method {
+            Method::Get => self.agent.get(&url).header("Authorization", &bearer).call(),
+            Method::Post(body) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &bearer)
+                .send_json(body),
+            Method::Delete => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &bearer)
+                .call(),
         };
         let mut response = match sent {
             Ok(r) => r,
@@ -474,16 +455,14 @@ impl Api {
             }
         };
         let status = response.status().as_u16();
-        let text = response
+        let body = response
             .body_mut()
             .read_to_string()
             .map_err(|e| ApiError::Unreachable {
                 base: self.base.clone(),
                 reason: describe(&e),
             })?;
-        let json = serde_json::from_str::<Value>(&text);
         if !(200..300).contains(&status) {
-            let body = json.unwrap_or(Value::Null);
             let mut sentence = ctl::api_error_message(&self.base, status, &body);
             if status == 401 {
                 sentence.push_str(&match &self.token {
@@ -493,23 +472,30 @@ impl Api {
             }
             return Err(ApiError::Answer(sentence));
         }
-        json.map_err(|e| {
-            ApiError::Answer(format!(
-                "the orchestrator at {} answered {verb} {path} with something that is not JSON ({e})",
-                self.base
-            ))
-        })
+        Ok(body)
     }
 
-    /// A GET that must answer a JSON array.
-    fn list(&self, path: &str) -> Result<Vec<Value>, ApiError> {
-        match self.send(Method::Get, path)? {
-            Value::Array(items) => Ok(items),
-            _ => Err(ApiError::Answer(format!(
-                "the orchestrator at {} answered GET {path} with something other than a list",
-                self.base
-            ))),
+    /// One request whose 2xx answer is `what` (`a job`), read as `T`.
+    fn read<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        what: &str,
+    ) -> Result<T, ApiError> {
+        let body = self.send(method, path)?;
+        let request = format!("{} {path}", method.verb());
+        ctl::read_answer(&self.base, &request, what, &body).map_err(ApiError::Answer)
+    }
+
+    /// `--json`: a GET's answer as the API gave it, indented, whatever its
+    /// shape (scripts read fields this tool does not know).
+    fn print_json(&self, path: &str) -> Result<ExitCode, ApiError> {
+        let answer: serde_json::Value = self.read(Method::Get, path, "JSON")?;
+        match serde_json::to_string_pretty(&answer) {
+            Ok(text) => println!("{text}"),
+            Err(_) => println!("{answer}"),
         }
+        Ok(ExitCode::SUCCESS)
     }
 }
 
