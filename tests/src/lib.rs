@@ -10,7 +10,7 @@
 //! - [`simulated`]: [`simulated_worker`], the worker's side of the protocol
 //!   without a process, and its [`simulated_heartbeat`].
 //! - this file: [`wait_until`] (polling with a deadline, never a fixed
-//!   sleep), [`free_port`], [`env`], and HTTP and `/proc` helpers.
+//!   sleep), [`free_port`], [`env()`], and HTTP and `/proc` helpers.
 //! - [`mqtt`]: `mosquitto_sub`/`mosquitto_pub` wrappers.
 //! - [`split`]: split-job requests, their chunks, and the whole-stream check.
 //! - [`proxy`]: a TCP relay that can slow a link down and cut it.
