@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
     Packet, Publish,
@@ -32,46 +33,22 @@ pub enum SessionEvent {
     Closed,
 }
 
-/// Delays between reconnection attempts: doubling from `initial` up to
-/// `max`, with up to 20 % jitter so a fleet does not reconnect in lockstep.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-    seed: u64,
-}
+/// The least first wait before a reconnection attempt.
+const FIRST_WAIT: Duration = Duration::from_millis(200);
+/// Every wait is shorter: a broker that is back is found within it.
+const LONGEST_WAIT: Duration = Duration::from_secs(2);
 
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(7)
-            | 1;
-        Backoff {
-            initial,
-            max,
-            current: initial,
-            seed,
-        }
-    }
-
-    /// The next delay to wait.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.current;
-        self.current = (self.current * 2).min(self.max);
-        // xorshift: enough randomness for jitter without a dependency.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let jitter = base.mul_f64((self.seed % 200) as f64 / 1000.0);
-        (base + jitter).min(self.max + self.max / 5)
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
+/// Delays between reconnection attempts, never ending: a step doubling from
+/// [`FIRST_WAIT`] up to half of [`LONGEST_WAIT`], plus backon's jitter, a
+/// random part of up to the step again, so a fleet does not reconnect in
+/// lockstep. Starting over is building a new series.
+fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(FIRST_WAIT)
+        .with_max_delay(LONGEST_WAIT / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// What a client trusts on an `mqtts://` connection: the broker's
@@ -232,9 +209,9 @@ async fn drive(
     mut broker: String,
     mut redirect: Option<Redirect>,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    let mut delays = reconnect_delays();
     let mut failures: u32 = 0;
-    // The backoff starts over only after a connection that lasted: a broker
+    // The delays start over only after a connection that lasted: a broker
     // that accepts and drops us at once (two clients with one id) must not
     // make us reconnect several times a second.
     let mut connected_since: Option<std::time::Instant> = None;
@@ -253,7 +230,7 @@ async fn drive(
                 }
                 switch(&mut eventloop, &redirect, &addr, &mut broker);
                 failures = 0;
-                backoff.reset();
+                delays = reconnect_delays();
                 continue;
             }
         };
@@ -292,7 +269,7 @@ async fn drive(
                 let mut reason = describe(&e);
                 let lasted = connected_since.take().map(|t| t.elapsed());
                 match lasted {
-                    Some(lasted) if lasted >= Duration::from_secs(5) => backoff.reset(),
+                    Some(lasted) if lasted >= Duration::from_secs(5) => delays = reconnect_delays(),
                     Some(_) => reason.push_str(
                         "; the broker dropped us right after accepting: does another client use the same id (two workers with one worker_id)?",
                     ),
@@ -321,11 +298,11 @@ async fn drive(
                     tracing::debug!(%broker, error = %reason, "MQTT reconnect failed");
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = tokio::time::sleep(delays.next().unwrap_or(LONGEST_WAIT)) => {}
                     addr = moved(&mut redirect, &here) => {
                         switch(&mut eventloop, &redirect, &addr, &mut broker);
                         failures = 0;
-                        backoff.reset();
+                        delays = reconnect_delays();
                     }
                 }
             }
@@ -503,17 +480,37 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_to_a_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
-        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        for (i, d) in delays.iter().enumerate() {
-            let base = Duration::from_millis(200 * (1 << i.min(4))).min(Duration::from_secs(2));
+    fn reconnect_delays_grow_to_a_bound_and_start_over() {
+        // (attempt, the least and the most its delay may be, in ms): each is
+        // its step of the doubling plus up to as much again of jitter.
+        let table: [(usize, u64, u64); 8] = [
+            (0, 200, 400),
+            (1, 400, 800),
+            (2, 800, 1600),
+            (3, 1000, 2000),
+            (4, 1000, 2000),
+            (5, 1000, 2000),
+            (20, 1000, 2000),
+            (500, 1000, 2000),
+        ];
+        // Many runs, since the jitter is random.
+        for _ in 0..200 {
+            let delays: Vec<Duration> = reconnect_delays().take(501).collect();
+            assert_eq!(delays.len(), 501, "the delays never end");
+            for (attempt, least, most) in table {
+                let d = delays[attempt];
+                assert!(
+                    d >= Duration::from_millis(least) && d < Duration::from_millis(most),
+                    "attempt {attempt}: {d:?} is not in [{least}, {most}) ms"
+                );
+                assert!(d < LONGEST_WAIT, "attempt {attempt}: {d:?}");
+            }
+            // Starting over (a connection that lasted) is a new series.
+            let again = reconnect_delays().next();
             assert!(
-                *d >= base && *d <= base + base / 5,
-                "{i}: {d:?} vs {base:?}"
+                again.is_some_and(|d| d >= FIRST_WAIT && d < FIRST_WAIT * 2),
+                "{again:?}"
             );
         }
-        b.reset();
-        assert!(b.next_delay() < Duration::from_millis(250));
     }
 }

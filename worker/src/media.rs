@@ -6,14 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use backon::{ConstantBuilder, Retryable};
 pub use transcode_common::media::{resolve, SourceError};
 use transcode_common::wire::{ErrorKind, JobAssignment};
 
 /// Bytes read from a source's start to refuse playlists before probing.
 pub const HEAD_BYTES: u64 = 512;
-/// How often the first request of a run's source URL is tried, and how
-/// long each may take.
-const TRIES: u32 = 3;
+/// How often the first request of a run's source URL is tried, how long
+/// each may take, and the pause between two (after a server error or no
+/// answer; any other answer is final).
+const TRIES: usize = 3;
 const TRY_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Longest pause FFmpeg's reconnection waits (it tries at once, then after
@@ -186,49 +188,60 @@ pub async fn fetch_head(
     worker_id: &str,
 ) -> Result<Head, (ErrorKind, String)> {
     let shown = url.split('?').next().unwrap_or_default().to_string();
-    let mut last = String::new();
-    for attempt in 1..=TRIES {
+    let pauses = ConstantBuilder::new()
+        .with_delay(RETRY_AFTER)
+        .with_max_times(TRIES - 1);
+    let answer = (|| async {
         let owned = url.to_string();
-        let answer = tokio::task::spawn_blocking(move || get_head(&owned))
+        tokio::task::spawn_blocking(move || get_head(&owned))
             .await
-            .unwrap_or_else(|e| Err(Fetch::Network(e.to_string())));
-        match answer {
-            Ok(head) => return Ok(head),
-            Err(Fetch::Status(404, body)) => {
-                return Err((
-                    ErrorKind::Input,
-                    format!("worker {worker_id}: the orchestrator has no source file for job {job} at {shown} (404: {body})"),
-                ))
-            }
-            // 416: an empty file has no first bytes.
-            Err(Fetch::Status(code @ (415 | 416), body)) => {
-                return Err((
-                    ErrorKind::Input,
-                    format!("worker {worker_id}: the source of job {job} at {shown} cannot be transcoded ({code}: {body})"),
-                ))
-            }
-            Err(Fetch::Status(code, body)) if code < 500 => {
-                return Err((
-                    ErrorKind::Worker,
-                    format!("worker {worker_id}: the orchestrator refused the source of job {job} at {shown} ({code}: {body})"),
-                ))
-            }
-            Err(Fetch::Status(code, body)) => last = format!("{code}: {body}"),
-            Err(Fetch::Network(e)) => last = e,
-        }
-        if attempt < TRIES {
-            tokio::time::sleep(RETRY_AFTER).await;
+            .unwrap_or_else(|e| Err(Fetch::Network(e.to_string())))
+    })
+    .retry(pauses)
+    .when(Fetch::may_pass)
+    .await;
+    match answer {
+        Ok(head) => Ok(head),
+        Err(Fetch::Status(404, body)) => Err((
+            ErrorKind::Input,
+            format!("worker {worker_id}: the orchestrator has no source file for job {job} at {shown} (404: {body})"),
+        )),
+        // 416: an empty file has no first bytes.
+        Err(Fetch::Status(code @ (415 | 416), body)) => Err((
+            ErrorKind::Input,
+            format!("worker {worker_id}: the source of job {job} at {shown} cannot be transcoded ({code}: {body})"),
+        )),
+        Err(Fetch::Status(code, body)) if code < 500 => Err((
+            ErrorKind::Worker,
+            format!("worker {worker_id}: the orchestrator refused the source of job {job} at {shown} ({code}: {body})"),
+        )),
+        Err(last) => {
+            let last = match last {
+                Fetch::Status(code, body) => format!("{code}: {body}"),
+                Fetch::Network(e) => e,
+            };
+            Err((
+                ErrorKind::Worker,
+                format!("worker {worker_id} cannot reach the source of job {job} at {shown} after {TRIES} tries: {last}"),
+            ))
         }
     }
-    Err((
-        ErrorKind::Worker,
-        format!("worker {worker_id} cannot reach the source of job {job} at {shown} after {TRIES} tries: {last}"),
-    ))
 }
 
 enum Fetch {
     Status(u16, String),
     Network(String),
+}
+
+impl Fetch {
+    /// Whether another try may pass: the server failed, or nothing
+    /// answered.
+    fn may_pass(&self) -> bool {
+        match self {
+            Fetch::Status(code, _) => *code >= 500,
+            Fetch::Network(_) => true,
+        }
+    }
 }
 
 fn get_head(url: &str) -> Result<Head, Fetch> {
