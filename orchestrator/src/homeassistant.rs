@@ -12,13 +12,18 @@
 //! `NOTES.md`, "Home Assistant MQTT discovery") and runs every generated
 //! payload through it.
 //!
-//! Keys: the device-level structure uses the abbreviations of HA's own
-//! example (`dev` with `ids`/`name`/`mf`/`mdl`/`sw`, `o`, `cmps`, `p`); every
-//! entity option uses its full name, so `mosquitto_sub` output stays readable.
+//! The payload is typed in `payload` (`DeviceConfig`, `Component`). Keys:
+//! the device-level structure uses the abbreviations of HA's own example
+//! (`dev` with `ids`/`name`/`mf`/`mdl`/`sw`, `o`, `cmps`, `p`); every entity
+//! option uses its full name, so `mosquitto_sub` output stays readable.
 
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
 use transcode_common::topics::{Topics, OFFLINE, ONLINE};
 use transcode_common::wire::{self, Heartbeat, Os, WorkerStatus};
+
+mod payload;
+use payload::{Component, Device, DeviceConfig, Origin, Platform};
 
 /// Manufacturer and origin name shown in Home Assistant.
 const PRODUCT: &str = "transcode-worker";
@@ -31,6 +36,11 @@ pub const HA_ONLINE: &str = "online";
 /// orchestrator cancels the worker's jobs (and seals its cancel for the
 /// worker, which takes no other).
 pub const CANCEL_PAYLOAD: &str = "CANCEL";
+/// The job progress sensor's attributes: the job, where it streams, and its
+/// state, read from the worker's job topic. `.get` gives null for a missing
+/// key (the idle payload has no job_id); a plain `value_json.job_id` would
+/// break tojson.
+const JOB_ATTRIBUTES: &str = "{{ {'job_id': value_json.get('job_id'), 'stream_url': value_json.get('stream_url'), 'state': value_json.get('state')} | tojson }}";
 
 /// Builds the discovery messages for one installation.
 #[derive(Debug, Clone)]
@@ -63,8 +73,11 @@ impl Discovery {
         format!("{}/device/{object_id}/config", self.discovery_prefix)
     }
 
-    fn origin(&self) -> Value {
-        json!({ "name": PRODUCT, "sw": self.version })
+    fn origin(&self) -> Origin {
+        Origin {
+            name: PRODUCT,
+            sw: self.version.clone(),
+        }
     }
 
     /// (topic, payload) of the retained device config for one worker.
@@ -74,23 +87,37 @@ impl Discovery {
         heartbeat: Option<&Heartbeat>,
     ) -> (String, Vec<u8>) {
         let object_id = worker_object_id(worker_id);
-        let uid = |component: &str| format!("{object_id}_{component}");
-        let t = &self.topics;
-
-        let mut device = Map::new();
-        device.insert("ids".into(), json!([object_id]));
-        device.insert("name".into(), json!(worker_id));
-        device.insert("mf".into(), json!(PRODUCT));
-        let model = match heartbeat {
-            Some(hb) => format!("Transcode worker ({})", os_name(hb.os)),
-            None => "Transcode worker".to_string(),
+        let config = DeviceConfig {
+            dev: Device {
+                ids: vec![object_id.clone()],
+                name: worker_id.to_string(),
+                mf: PRODUCT,
+                mdl: match heartbeat {
+                    Some(hb) => format!("Transcode worker ({})", os_name(hb.os)),
+                    None => "Transcode worker".to_string(),
+                },
+                sw: heartbeat.and_then(|hb| hb.version.clone()),
+            },
+            o: self.origin(),
+            availability_topic: self.topics.worker_availability(worker_id),
+            payload_available: ONLINE,
+            payload_not_available: OFFLINE,
+            state_topic: self.topics.worker_heartbeat(worker_id),
+            cmps: self.worker_components(worker_id, &object_id),
         };
-        device.insert("mdl".into(), json!(model));
-        if let Some(version) = heartbeat.and_then(|hb| hb.version.as_deref()) {
-            device.insert("sw".into(), json!(version));
-        }
+        (self.config_topic(&object_id), wire::encode(&config))
+    }
 
-        let statuses: Vec<&str> = [
+    /// A worker's entities: its status, CPU load and job progress, whether
+    /// it is online, and the button that cancels its jobs.
+    fn worker_components(
+        &self,
+        worker_id: &str,
+        object_id: &str,
+    ) -> BTreeMap<&'static str, Component> {
+        let t = &self.topics;
+        let uid = |key: &str| format!("{object_id}_{key}");
+        let statuses = [
             WorkerStatus::Idle,
             WorkerStatus::Working,
             WorkerStatus::Draining,
@@ -100,65 +127,49 @@ impl Discovery {
         .collect();
         let job_topic = t.worker_job(worker_id);
 
-        let payload = json!({
-            "dev": device,
-            "o": self.origin(),
-            "availability_topic": t.worker_availability(worker_id),
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
-            "state_topic": t.worker_heartbeat(worker_id),
-            "cmps": {
-                "status": {
-                    "p": "sensor",
-                    "unique_id": uid("status"),
-                    "name": "Status",
-                    "device_class": "enum",
-                    "options": statuses,
-                    "value_template": "{{ value_json.status }}",
-                },
-                "cpu": {
-                    "p": "sensor",
-                    "unique_id": uid("cpu"),
-                    "name": "CPU",
-                    "unit_of_measurement": "%",
-                    "state_class": "measurement",
-                    "value_template": "{{ value_json.cpu_usage }}",
-                },
-                "job_progress": {
-                    "p": "sensor",
-                    "unique_id": uid("job_progress"),
-                    "name": "Job progress",
-                    "state_topic": job_topic,
-                    "unit_of_measurement": "%",
-                    "state_class": "measurement",
-                    "value_template": "{{ value_json.progress }}",
-                    "json_attributes_topic": job_topic,
-                    // `.get` gives null for a missing key (the idle payload has
-                    // no job_id); a plain `value_json.job_id` would break tojson.
-                    "json_attributes_template": "{{ {'job_id': value_json.get('job_id'), 'stream_url': value_json.get('stream_url'), 'state': value_json.get('state')} | tojson }}",
-                },
-                "online": {
-                    "p": "binary_sensor",
-                    "unique_id": uid("online"),
-                    "name": "Online",
-                    "device_class": "connectivity",
-                    "state_topic": t.worker_availability(worker_id),
-                    "payload_on": ONLINE,
-                    "payload_off": OFFLINE,
-                    // Its own availability: "off" when the worker is gone,
-                    // "unavailable" only when the orchestrator is.
-                    "availability_topic": t.orchestrator_availability(),
-                },
-                "cancel": {
-                    "p": "button",
-                    "unique_id": uid("cancel"),
-                    "name": "Cancel job",
-                    "command_topic": t.worker_stop(worker_id),
-                    "payload_press": CANCEL_PAYLOAD,
-                },
-            },
-        });
-        (self.config_topic(&object_id), wire::encode(&payload))
+        let status = Component {
+            device_class: Some("enum"),
+            options: Some(statuses),
+            value_template: Some("{{ value_json.status }}".into()),
+            ..Component::new(Platform::Sensor, uid("status"), "Status")
+        };
+        let cpu = Component {
+            unit_of_measurement: Some("%"),
+            state_class: Some("measurement"),
+            value_template: Some("{{ value_json.cpu_usage }}".into()),
+            ..Component::new(Platform::Sensor, uid("cpu"), "CPU")
+        };
+        let job_progress = Component {
+            state_topic: Some(job_topic.clone()),
+            unit_of_measurement: Some("%"),
+            state_class: Some("measurement"),
+            value_template: Some("{{ value_json.progress }}".into()),
+            json_attributes_topic: Some(job_topic),
+            json_attributes_template: Some(JOB_ATTRIBUTES),
+            ..Component::new(Platform::Sensor, uid("job_progress"), "Job progress")
+        };
+        let online = Component {
+            device_class: Some("connectivity"),
+            state_topic: Some(t.worker_availability(worker_id)),
+            payload_on: Some(ONLINE),
+            payload_off: Some(OFFLINE),
+            // Its own availability: "off" when the worker is gone,
+            // "unavailable" only when the orchestrator is.
+            availability_topic: Some(t.orchestrator_availability()),
+            ..Component::new(Platform::BinarySensor, uid("online"), "Online")
+        };
+        let cancel = Component {
+            command_topic: Some(t.worker_stop(worker_id)),
+            payload_press: Some(CANCEL_PAYLOAD),
+            ..Component::new(Platform::Button, uid("cancel"), "Cancel job")
+        };
+        BTreeMap::from([
+            ("status", status),
+            ("cpu", cpu),
+            ("job_progress", job_progress),
+            ("online", online),
+            ("cancel", cancel),
+        ])
     }
 
     /// (topic, empty payload): removes the worker's device from Home
@@ -167,41 +178,45 @@ impl Discovery {
         (self.config_topic(&worker_object_id(worker_id)), Vec::new())
     }
 
-    /// (topic, payload) of the orchestrator's own device config.
+    /// (topic, payload) of the orchestrator's own device config: its
+    /// counters, read from its stats.
     pub fn orchestrator_config(&self) -> (String, Vec<u8>) {
-        let t = &self.topics;
-        let counter = |key: &str, name: &str, unit: &str| {
-            json!({
-                "p": "sensor",
-                "unique_id": format!("{ORCHESTRATOR_OBJECT_ID}_{key}"),
-                "name": name,
-                "unit_of_measurement": unit,
-                "state_class": "measurement",
-                "value_template": format!("{{{{ value_json.{key} }}}}"),
-            })
+        let counter = |key: &'static str, name, unit| {
+            let base = Component::new(
+                Platform::Sensor,
+                format!("{ORCHESTRATOR_OBJECT_ID}_{key}"),
+                name,
+            );
+            let counter = Component {
+                unit_of_measurement: Some(unit),
+                state_class: Some("measurement"),
+                value_template: Some(format!("{{{{ value_json.{key} }}}}")),
+                ..base
+            };
+            (key, counter)
         };
-        let payload = json!({
-            "dev": {
-                "ids": [ORCHESTRATOR_OBJECT_ID],
-                "name": "Transcode orchestrator",
-                "mf": PRODUCT,
-                "mdl": "Transcode orchestrator",
-                "sw": self.version,
+        let config = DeviceConfig {
+            dev: Device {
+                ids: vec![ORCHESTRATOR_OBJECT_ID.to_string()],
+                name: "Transcode orchestrator".to_string(),
+                mf: PRODUCT,
+                mdl: "Transcode orchestrator".to_string(),
+                sw: Some(self.version.clone()),
             },
-            "o": self.origin(),
-            "availability_topic": t.orchestrator_availability(),
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
-            "state_topic": t.orchestrator_stats(),
-            "cmps": {
-                "queued_jobs": counter("queued_jobs", "Queued jobs", "jobs"),
-                "running_jobs": counter("running_jobs", "Running jobs", "jobs"),
-                "workers_online": counter("workers_online", "Workers online", "workers"),
-            },
-        });
+            o: self.origin(),
+            availability_topic: self.topics.orchestrator_availability(),
+            payload_available: ONLINE,
+            payload_not_available: OFFLINE,
+            state_topic: self.topics.orchestrator_stats(),
+            cmps: BTreeMap::from([
+                counter("queued_jobs", "Queued jobs", "jobs"),
+                counter("running_jobs", "Running jobs", "jobs"),
+                counter("workers_online", "Workers online", "workers"),
+            ]),
+        };
         (
             self.config_topic(ORCHESTRATOR_OBJECT_ID),
-            wire::encode(&payload),
+            wire::encode(&config),
         )
     }
 }
@@ -249,6 +264,8 @@ fn os_name(os: Os) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
 
     const PREFIX: &str = "homeassistant";
@@ -361,6 +378,107 @@ mod tests {
             assert_eq!(cmp["value_template"], format!("{{{{ value_json.{key} }}}}"));
             assert_eq!(cmp["state_class"], "measurement");
         }
+    }
+
+    /// The whole of each payload, key for key, as Home Assistant receives it.
+    #[test]
+    fn payloads_whole() {
+        let version = transcode_common::VERSION;
+        let (_, worker) = discovery().worker_config("nas.local", Some(&heartbeat("nas.local")));
+        let id = worker_object_id("nas.local");
+        let uid = |key: &str| format!("{id}_{key}");
+        let want = json!({
+            "dev": {
+                "ids": [id],
+                "name": "nas.local",
+                "mf": "transcode-worker",
+                "mdl": "Transcode worker (Linux)",
+                "sw": "0.1.0",
+            },
+            "o": { "name": "transcode-worker", "sw": version },
+            "availability_topic": "transcode/workers/nas.local/availability",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "state_topic": "transcode/workers/nas.local/heartbeat",
+            "cmps": {
+                "status": {
+                    "p": "sensor",
+                    "unique_id": uid("status"),
+                    "name": "Status",
+                    "device_class": "enum",
+                    "options": ["idle", "working", "draining"],
+                    "value_template": "{{ value_json.status }}",
+                },
+                "cpu": {
+                    "p": "sensor",
+                    "unique_id": uid("cpu"),
+                    "name": "CPU",
+                    "unit_of_measurement": "%",
+                    "state_class": "measurement",
+                    "value_template": "{{ value_json.cpu_usage }}",
+                },
+                "job_progress": {
+                    "p": "sensor",
+                    "unique_id": uid("job_progress"),
+                    "name": "Job progress",
+                    "state_topic": "transcode/workers/nas.local/job",
+                    "unit_of_measurement": "%",
+                    "state_class": "measurement",
+                    "value_template": "{{ value_json.progress }}",
+                    "json_attributes_topic": "transcode/workers/nas.local/job",
+                    "json_attributes_template": "{{ {'job_id': value_json.get('job_id'), 'stream_url': value_json.get('stream_url'), 'state': value_json.get('state')} | tojson }}",
+                },
+                "online": {
+                    "p": "binary_sensor",
+                    "unique_id": uid("online"),
+                    "name": "Online",
+                    "device_class": "connectivity",
+                    "state_topic": "transcode/workers/nas.local/availability",
+                    "payload_on": "online",
+                    "payload_off": "offline",
+                    "availability_topic": "transcode/orchestrator/availability",
+                },
+                "cancel": {
+                    "p": "button",
+                    "unique_id": uid("cancel"),
+                    "name": "Cancel job",
+                    "command_topic": "transcode/workers/nas.local/stop",
+                    "payload_press": "CANCEL",
+                },
+            },
+        });
+        assert_eq!(parse(&worker), want);
+
+        let counter = |key: &str, name: &str, unit: &str| {
+            json!({
+                "p": "sensor",
+                "unique_id": format!("transcode_orchestrator_{key}"),
+                "name": name,
+                "unit_of_measurement": unit,
+                "state_class": "measurement",
+                "value_template": format!("{{{{ value_json.{key} }}}}"),
+            })
+        };
+        let want = json!({
+            "dev": {
+                "ids": ["transcode_orchestrator"],
+                "name": "Transcode orchestrator",
+                "mf": "transcode-worker",
+                "mdl": "Transcode orchestrator",
+                "sw": version,
+            },
+            "o": { "name": "transcode-worker", "sw": version },
+            "availability_topic": "transcode/orchestrator/availability",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "state_topic": "transcode/orchestrator/stats",
+            "cmps": {
+                "queued_jobs": counter("queued_jobs", "Queued jobs", "jobs"),
+                "running_jobs": counter("running_jobs", "Running jobs", "jobs"),
+                "workers_online": counter("workers_online", "Workers online", "workers"),
+            },
+        });
+        assert_eq!(parse(&discovery().orchestrator_config().1), want);
     }
 
     #[test]
