@@ -398,9 +398,20 @@ fn mqtt_submissions_garbage_and_every_way_to_cancel() {
     sys.wait_job(&by_worker, "cancelled", Duration::from_secs(5));
 
     // A split job is cut into chunks (tests/mesh.rs), and cancels like any.
+    // The worker takes it once its heartbeat no longer lists the run it
+    // just stopped.
     let mesh = sys.submit(&json!({"source_path": "long.mkv", "resolution": "480p", "bitrate": "500k", "is_mesh_mode": true}));
-    let j = sys.job(&mesh);
-    assert!(j["chunks"].as_array().is_some_and(|c| c.len() == 1), "{j}");
+    wait_until(
+        Duration::from_secs(5),
+        "the split job's first chunk",
+        || {
+            let j = sys.job(&mesh);
+            j["chunks"]
+                .as_array()
+                .is_some_and(|c| c.len() == 1)
+                .then_some(())
+        },
+    );
     let (code, _) = http_json("DELETE", &sys.api(&format!("/api/jobs/{mesh}")), None);
     assert_eq!(code, 200);
     wait_until(Duration::from_secs(5), "FFmpeg to stop", || {
