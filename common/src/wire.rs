@@ -39,7 +39,7 @@ pub use stream::{
     ChunkStatus, Grid, OutputAction, OutputCommand, SegmentInfo, SegmentReport,
     MAX_REPORT_SEGMENTS, MAX_SEGMENTS, MAX_SEGMENT_SECONDS,
 };
-pub use worker::{FinishedRun, Heartbeat, Os, WorkerStatus, MAX_FINISHED_RUNS};
+pub use worker::{FinishedRun, Heartbeat, Idle, IdleJob, Os, WorkerStatus, MAX_FINISHED_RUNS};
 
 /// Largest payload any of our topics carries; anything bigger is refused
 /// before parsing. Real heartbeats are under 2 KiB.

@@ -148,9 +148,56 @@ impl Heartbeat {
     }
 }
 
+/// What a worker's current-job topic (`.../workers/{id}/job`) holds while
+/// it runs nothing; while it runs a job, the topic carries that job's
+/// [`JobStatus`](super::JobStatus).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleJob {
+    pub state: Idle,
+    /// Always 0: Home Assistant's job-progress sensor reads it.
+    pub progress: u8,
+    pub worker_id: String,
+}
+
+/// The one state of [`IdleJob`], written `"idle"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Idle {
+    Idle,
+}
+
+impl IdleJob {
+    pub fn of(worker_id: &str) -> IdleJob {
+        IdleJob {
+            state: Idle::Idle,
+            progress: 0,
+            worker_id: worker_id.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idle_job_payload() {
+        let cases = [
+            ("w1", r#"{"state":"idle","progress":0,"worker_id":"w1"}"#),
+            (
+                "nas.local",
+                r#"{"state":"idle","progress":0,"worker_id":"nas.local"}"#,
+            ),
+        ];
+        for (worker, want) in cases {
+            let bytes = crate::wire::encode(&IdleJob::of(worker));
+            assert_eq!(String::from_utf8_lossy(&bytes), want);
+            let back: IdleJob = crate::wire::decode(want.as_bytes()).unwrap();
+            assert_eq!(back, IdleJob::of(worker));
+        }
+        let busy = br#"{"state":"processing","progress":3,"worker_id":"w1"}"#;
+        assert!(crate::wire::decode::<IdleJob>(busy).is_err());
+    }
     use crate::wire::decode;
     use crate::wire::seeds::{round_trip, SEED_HEARTBEAT};
 

@@ -34,13 +34,12 @@ impl Finals {
 impl Jobs {
     /// Says on the worker's current-job topic that it runs nothing.
     pub fn publish_idle(&self) {
-        let payload =
-            serde_json::json!({"state": "idle", "progress": 0, "worker_id": self.worker_id()});
+        let payload = wire::encode(&wire::IdleJob::of(self.worker_id()));
         let topic = self.inner.topics.worker_job(self.worker_id());
         let _ = self
             .inner
             .client
-            .try_publish(topic, QoS::AtLeastOnce, true, payload.to_string());
+            .try_publish(topic, QoS::AtLeastOnce, true, payload);
     }
 
     /// Publishes a retained job status, or for a part of a split job
