@@ -6,8 +6,6 @@
 //! never from a job id: a series per job would grow for as long as the
 //! process runs.
 
-use std::sync::atomic::AtomicU64;
-
 use prometheus_client::encoding::{prometheus_text, EncodeGaugeValue};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -32,20 +30,6 @@ where
 /// A counter (`name` with or without its `_total`, which the text adds).
 pub fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(bare(name), sentence(help), ConstCounter::new(value));
-}
-
-/// One gauge per label set.
-pub fn gauges<const N: usize>(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    series: &[([Label; N], f64)],
-) {
-    let family = Family::<[Label; N], Gauge<f64, AtomicU64>>::default();
-    for (labels, value) in series {
-        family.get_or_create(labels).set(*value);
-    }
-    registry.register(name, sentence(help), family);
 }
 
 /// One gauge per label set, of whole numbers.
@@ -140,7 +124,7 @@ mod tests {
         gauge(&mut r, "n", "A whole number.", 3u64);
         counts(&mut r, "by", "Whole, by state.", &[([("state", "x")], 2)]);
         counter(&mut r, "c_total", "A counter.", 7);
-        gauges(&mut r, "s", "By state.", &[([("state", "a\"b")], 1.0)]);
+        counts(&mut r, "s", "By state.", &[([("state", "a\"b")], 1)]);
         counters(&mut r, "k", "By answer.", &[([("answer", "ok")], 3)]);
         let t = text(&r);
         // (label, expected line) rows
@@ -149,7 +133,7 @@ mod tests {
             ("whole gauge", "n 3"),
             ("whole labelled gauge", "by{state=\"x\"} 2"),
             ("counter keeps one _total", "c_total 7"),
-            ("escaped label", "s{state=\"a\\\"b\"} 1.0"),
+            ("escaped label", "s{state=\"a\\\"b\"} 1"),
             ("labelled counter", "k_total{answer=\"ok\"} 3"),
             ("counter type", "# TYPE c_total counter"),
             ("help", "# HELP g A gauge."),
