@@ -227,9 +227,64 @@ impl Guarded {
     }
 }
 
+/// Gives what the router may keep of a packet (a publish's topic and
+/// payload, a last will) bytes of their own.
+///
+/// rumqttd's codec slices them out of the connection's read buffer (10 KiB),
+/// and whatever the router keeps (a retained heartbeat, a last will, a
+/// subscriber's log) keeps that whole buffer alive: the connection then
+/// reads into a new one. On a worker's connection the will and the retained
+/// heartbeat held two of them besides the one being read, about 20 KiB of
+/// each connection's memory for some 400 bytes (`./dev bench load`). With a
+/// copy (one allocation for both parts) the read buffer is the
+/// connection's only one, reused from its start once it is read.
+fn own_bytes(packet: &mut Packet) {
+    fn copied(a: &mut Bytes, b: &mut Bytes) {
+        let mut both = BytesMut::with_capacity(a.len() + b.len());
+        both.extend_from_slice(a);
+        both.extend_from_slice(b);
+        let mut both = both.freeze();
+        *a = both.split_to(a.len());
+        *b = both;
+    }
+    match packet {
+        Packet::Publish(publish, _) => copied(&mut publish.topic, &mut publish.payload),
+        Packet::Connect(_, _, Some(will), _, _) => copied(&mut will.topic, &mut will.message),
+        _ => {}
+    }
+}
+
+/// The read buffer rumqttd gives each connection.
+const READ_BUFFER: usize = 10 * 1024;
+/// A read buffer grown past this (by a large publish) is given back once
+/// it is empty.
+const READ_BUFFER_KEPT: usize = 64 * 1024;
+
+/// Once a connection's read buffer is empty, the next read starts at its
+/// front again.
+///
+/// rumqttd reads on behind the last packet until the buffer's end, and only
+/// then starts over: every page of it is touched, 10 KiB resident for each
+/// connection whose client sends a few hundred bytes a second. Read from the
+/// front each time, a worker's connection touches only the first page. A
+/// buffer grown by one large publish goes back to the usual size.
+fn rewind(stream: &mut BytesMut) {
+    if !stream.is_empty() {
+        return;
+    }
+    // Reclaims the bytes read before the start (nothing else holds them
+    // after `own_bytes`); false when it is at the front already.
+    let _ = stream.try_reclaim(stream.capacity() + 1);
+    if stream.capacity() > READ_BUFFER_KEPT {
+        *stream = BytesMut::with_capacity(READ_BUFFER);
+    }
+}
+
 impl Protocol for Guarded {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
         let mut packet = V4.read_mut(stream, max_size)?;
+        own_bytes(&mut packet);
+        rewind(stream);
         self.screen(&mut packet)?;
         match (&self.tap, &packet) {
             (_, Packet::Connect(..)) => self.connected = true,
@@ -443,5 +498,75 @@ mod tests {
         g.checked = Some(Instant::now() - RECHECK_EVERY);
         let out = through(&mut g, vec![publish("ok/a", false)]);
         assert!(out[0].is_err(), "{:?}", out[0]);
+    }
+
+    #[test]
+    fn what_the_router_keeps_does_not_hold_the_read_buffer() {
+        let mut g = Guarded::with(None, None);
+        let mut bytes = BytesMut::with_capacity(10 * 1024);
+        for p in [connect("w", Some("w/status")), publish("w/heartbeat", true)] {
+            V4.write(p, &mut bytes).unwrap();
+        }
+        let buffer = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.capacity();
+        let outside = |b: &Bytes| !buffer.contains(&(b.as_ptr() as usize));
+        let kept = [
+            g.read_mut(&mut bytes, 1 << 20),
+            g.read_mut(&mut bytes, 1 << 20),
+        ];
+        match &kept {
+            [Ok(Packet::Connect(_, _, Some(will), _, _)), Ok(Packet::Publish(publish, _))] => {
+                assert_eq!(&will.topic[..], b"w/status");
+                assert_eq!(&will.message[..], b"offline");
+                assert_eq!(&publish.topic[..], b"w/heartbeat");
+                assert_eq!(&publish.payload[..], b"hello");
+                assert!(outside(&will.topic) && outside(&will.message));
+                assert!(outside(&publish.topic) && outside(&publish.payload));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing else holds the buffer, and the next read starts at its
+        // front.
+        assert!(bytes.is_empty());
+        assert_eq!(bytes.as_ptr() as usize, buffer.start);
+        assert_eq!(bytes.capacity(), 10 * 1024);
+    }
+
+    #[test]
+    fn a_read_buffer_starts_over_only_once_it_is_empty() {
+        let mut g = Guarded::with(None, None);
+        let mut bytes = BytesMut::with_capacity(READ_BUFFER);
+        let start = bytes.as_ptr() as usize;
+        for p in [
+            connect("w", None),
+            publish("w/a", false),
+            publish("w/b", false),
+        ] {
+            V4.write(p, &mut bytes).unwrap();
+        }
+        // A packet and a half: the half stays where it is.
+        bytes.truncate(bytes.len() - 3);
+        assert!(g.read_mut(&mut bytes, 1 << 20).is_ok());
+        assert!(g.read_mut(&mut bytes, 1 << 20).is_ok());
+        assert!(matches!(
+            g.read_mut(&mut bytes, 1 << 20),
+            Err(Error::InsufficientBytes(_))
+        ));
+        assert_ne!(bytes.as_ptr() as usize, start);
+        assert!(!bytes.is_empty());
+
+        // A buffer grown by a large publish goes back to the usual size.
+        let mut big = BytesMut::with_capacity(4 * READ_BUFFER_KEPT);
+        let payload = Bytes::from(vec![7u8; 3 * READ_BUFFER_KEPT]);
+        let large = Packet::Publish(
+            Publish::new(Bytes::from_static(b"w/big"), payload, false),
+            None,
+        );
+        V4.write(large, &mut big).unwrap();
+        match g.read_mut(&mut big, 1 << 20) {
+            Ok(Packet::Publish(p, _)) => assert_eq!(p.payload.len(), 3 * READ_BUFFER_KEPT),
+            other => panic!("{other:?}"),
+        }
+        assert!(big.is_empty());
+        assert_eq!(big.capacity(), READ_BUFFER);
     }
 }
