@@ -69,24 +69,6 @@ impl Registry {
         }
     }
 
-    /// Three of the worker's own heartbeat intervals (an interval counts up
-    /// to `registry.max_heartbeat_interval_s`), at least the configured
-    /// timeout: whatever interval a heartbeat claims, a silent worker goes
-    /// offline within that bound.
-    fn timeout_for(&self, entry: &Entry) -> Duration {
-        let own = entry
-            .heartbeat
-            .as_ref()
-            .and_then(|h| h.interval_s)
-            .map(|s| {
-                Duration::from_secs(s)
-                    .min(self.max_interval)
-                    .saturating_mul(3)
-            })
-            .unwrap_or_default();
-        self.timeout.max(own)
-    }
-
     /// Offline workers unheard of for `registry.forget_after_s` (by our
     /// clock, or by the time in a replayed heartbeat of theirs): they leave
     /// the registry, and their ids are returned so their retained topics
@@ -206,49 +188,22 @@ impl Registry {
         Ok(self.update(worker_id, now))
     }
 
-    /// Recomputes every worker; returns those that timed out.
+    /// Recomputes every worker; returns those that timed out. Runs every
+    /// tick over every worker: one pass, no lookups, no copies of ids but
+    /// the changed ones'.
     pub fn sweep(&mut self, now: Instant) -> Vec<(String, Transition)> {
-        let ids: Vec<String> = self.workers.keys().cloned().collect();
-        ids.into_iter()
-            .filter_map(|id| self.update(&id, now).map(|t| (id, t)))
+        let (timeout, max_interval) = (self.timeout, self.max_interval);
+        self.workers
+            .iter_mut()
+            .filter_map(|(id, entry)| {
+                transition(entry, now, timeout, max_interval).map(|t| (id.clone(), t))
+            })
             .collect()
     }
 
-    fn alive(&self, entry: &Entry, now: Instant) -> bool {
-        // A replayed heartbeat alone proves nothing: a dead worker's stays in
-        // the broker's store. It counts once availability says online.
-        let evidence = entry.heard_live || entry.availability == Some(Availability::Online);
-        evidence
-            && entry.availability != Some(Availability::Offline)
-            && entry
-                .heartbeat_at
-                .is_some_and(|at| now.saturating_duration_since(at) <= self.timeout_for(entry))
-    }
-
     fn update(&mut self, worker_id: &str, now: Instant) -> Option<Transition> {
-        let entry = self.workers.get(worker_id)?;
-        let online = self.alive(entry, now);
-        if online == entry.online {
-            return None;
-        }
-        let reason = if entry.availability == Some(Availability::Offline) {
-            "its availability is offline (it shut down or its connection dropped)".to_string()
-        } else {
-            format!(
-                "no heartbeat for {} s",
-                entry
-                    .heartbeat_at
-                    .map(|at| now.saturating_duration_since(at).as_secs())
-                    .unwrap_or_default()
-            )
-        };
-        let entry = self.workers.get_mut(worker_id)?;
-        entry.online = online;
-        Some(if online {
-            Transition::Online
-        } else {
-            Transition::Offline(reason)
-        })
+        let (timeout, max_interval) = (self.timeout, self.max_interval);
+        transition(self.workers.get_mut(worker_id)?, now, timeout, max_interval)
     }
 
     pub fn snapshot(&self) -> Vec<WorkerView> {
@@ -297,6 +252,62 @@ impl Registry {
     pub fn online_count(&self) -> usize {
         self.workers.values().filter(|e| e.online).count()
     }
+}
+
+/// Three of the worker's own heartbeat intervals (an interval counts up to
+/// `registry.max_heartbeat_interval_s`), at least the configured timeout:
+/// whatever interval a heartbeat claims, a silent worker goes offline within
+/// that bound.
+fn timeout_for(timeout: Duration, max_interval: Duration, entry: &Entry) -> Duration {
+    let own = entry
+        .heartbeat
+        .as_ref()
+        .and_then(|h| h.interval_s)
+        .map(|s| Duration::from_secs(s).min(max_interval).saturating_mul(3))
+        .unwrap_or_default();
+    timeout.max(own)
+}
+
+/// Whether a worker counts as online now.
+fn alive(entry: &Entry, now: Instant, timeout: Duration) -> bool {
+    // A replayed heartbeat alone proves nothing: a dead worker's stays in
+    // the broker's store. It counts once availability says online.
+    let evidence = entry.heard_live || entry.availability == Some(Availability::Online);
+    evidence
+        && entry.availability != Some(Availability::Offline)
+        && entry
+            .heartbeat_at
+            .is_some_and(|at| now.saturating_duration_since(at) <= timeout)
+}
+
+/// The worker's change since we last looked, noted in its entry.
+fn transition(
+    entry: &mut Entry,
+    now: Instant,
+    timeout: Duration,
+    max_interval: Duration,
+) -> Option<Transition> {
+    let online = alive(entry, now, timeout_for(timeout, max_interval, entry));
+    if online == entry.online {
+        return None;
+    }
+    let reason = if entry.availability == Some(Availability::Offline) {
+        "its availability is offline (it shut down or its connection dropped)".to_string()
+    } else {
+        format!(
+            "no heartbeat for {} s",
+            entry
+                .heartbeat_at
+                .map(|at| now.saturating_duration_since(at).as_secs())
+                .unwrap_or_default()
+        )
+    };
+    entry.online = online;
+    Some(if online {
+        Transition::Online
+    } else {
+        Transition::Offline(reason)
+    })
 }
 
 #[cfg(test)]
