@@ -503,7 +503,7 @@ mod tests {
     #[test]
     fn what_the_router_keeps_does_not_hold_the_read_buffer() {
         let mut g = Guarded::with(None, None);
-        let mut bytes = BytesMut::with_capacity(10 * 1024);
+        let mut bytes = BytesMut::with_capacity(READ_BUFFER);
         for p in [connect("w", Some("w/status")), publish("w/heartbeat", true)] {
             V4.write(p, &mut bytes).unwrap();
         }
@@ -528,7 +528,7 @@ mod tests {
         // front.
         assert!(bytes.is_empty());
         assert_eq!(bytes.as_ptr() as usize, buffer.start);
-        assert_eq!(bytes.capacity(), 10 * 1024);
+        assert_eq!(bytes.capacity(), READ_BUFFER);
     }
 
     #[test]

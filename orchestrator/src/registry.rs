@@ -52,9 +52,7 @@ pub enum Transition {
 #[derive(Debug)]
 pub struct Registry {
     workers: BTreeMap<String, Entry>,
-    timeout: Duration,
-    /// The longest heartbeat interval a worker's own timeout counts.
-    max_interval: Duration,
+    timeouts: Timeouts,
     /// An offline worker unheard of this long is forgotten.
     forget_after: Duration,
 }
@@ -63,8 +61,10 @@ impl Registry {
     pub fn new(timeout: Duration, max_interval: Duration, forget_after: Duration) -> Registry {
         Registry {
             workers: BTreeMap::new(),
-            timeout,
-            max_interval,
+            timeouts: Timeouts {
+                timeout,
+                max_interval,
+            },
             forget_after,
         }
     }
@@ -192,18 +192,15 @@ impl Registry {
     /// tick over every worker: one pass, no lookups, no copies of ids but
     /// the changed ones'.
     pub fn sweep(&mut self, now: Instant) -> Vec<(String, Transition)> {
-        let (timeout, max_interval) = (self.timeout, self.max_interval);
+        let timeouts = self.timeouts;
         self.workers
             .iter_mut()
-            .filter_map(|(id, entry)| {
-                transition(entry, now, timeout, max_interval).map(|t| (id.clone(), t))
-            })
+            .filter_map(|(id, entry)| transition(entry, now, timeouts).map(|t| (id.clone(), t)))
             .collect()
     }
 
     fn update(&mut self, worker_id: &str, now: Instant) -> Option<Transition> {
-        let (timeout, max_interval) = (self.timeout, self.max_interval);
-        transition(self.workers.get_mut(worker_id)?, now, timeout, max_interval)
+        transition(self.workers.get_mut(worker_id)?, now, self.timeouts)
     }
 
     pub fn snapshot(&self) -> Vec<WorkerView> {
@@ -254,18 +251,33 @@ impl Registry {
     }
 }
 
-/// Three of the worker's own heartbeat intervals (an interval counts up to
-/// `registry.max_heartbeat_interval_s`), at least the configured timeout:
-/// whatever interval a heartbeat claims, a silent worker goes offline within
-/// that bound.
-fn timeout_for(timeout: Duration, max_interval: Duration, entry: &Entry) -> Duration {
-    let own = entry
-        .heartbeat
-        .as_ref()
-        .and_then(|h| h.interval_s)
-        .map(|s| Duration::from_secs(s).min(max_interval).saturating_mul(3))
-        .unwrap_or_default();
-    timeout.max(own)
+/// How long a worker may be silent before it counts as offline.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// The configured timeout.
+    timeout: Duration,
+    /// The longest heartbeat interval a worker's own timeout counts.
+    max_interval: Duration,
+}
+
+impl Timeouts {
+    /// Three of the worker's own heartbeat intervals (an interval counts up
+    /// to `registry.max_heartbeat_interval_s`), at least the configured
+    /// timeout: whatever interval a heartbeat claims, a silent worker goes
+    /// offline within that bound.
+    fn of(self, entry: &Entry) -> Duration {
+        let own = entry
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.interval_s)
+            .map(|s| {
+                Duration::from_secs(s)
+                    .min(self.max_interval)
+                    .saturating_mul(3)
+            })
+            .unwrap_or_default();
+        self.timeout.max(own)
+    }
 }
 
 /// Whether a worker counts as online now.
@@ -281,13 +293,8 @@ fn alive(entry: &Entry, now: Instant, timeout: Duration) -> bool {
 }
 
 /// The worker's change since we last looked, noted in its entry.
-fn transition(
-    entry: &mut Entry,
-    now: Instant,
-    timeout: Duration,
-    max_interval: Duration,
-) -> Option<Transition> {
-    let online = alive(entry, now, timeout_for(timeout, max_interval, entry));
+fn transition(entry: &mut Entry, now: Instant, timeouts: Timeouts) -> Option<Transition> {
+    let online = alive(entry, now, timeouts.of(entry));
     if online == entry.online {
         return None;
     }
